@@ -1,0 +1,1 @@
+"""The platform's OTA API: signing, protocol, retries, rate budget and the HTTP client."""

@@ -1,0 +1,148 @@
+"""The values that flow through a run: devices, what the API says about them, failures.
+
+Plain frozen dataclasses with no behaviour. Times are UTC epoch milliseconds (`int`), ids
+and versions are strings (ids are opaque: never parse them as numbers). Column names in
+the reports are the field names here.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+UNFINISHED_STATUSES: tuple[str, ...] = ("CONFIRM", "QUEUED", "NOTIFIED", "IN_PROGRESS")
+TERMINAL_STATUSES: tuple[str, ...] = ("SUCCEEDED", "FAILED", "CANCELED")
+
+
+@dataclass(frozen=True, slots=True)
+class Device:
+    """One line of the device list."""
+
+    product_key: str
+    device_name: str
+    iot_id: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class ModuleVersion:
+    """One module version a device reports (ListOTAModuleVersionsByDevice)."""
+
+    product_key: str
+    device_name: str
+    iot_id: str | None
+    module_name: str
+    module_version: str
+
+
+@dataclass(frozen=True, slots=True)
+class Task:
+    """One device upgrade task (ListOTAUnfinishedTaskByDevice)."""
+
+    task_id: str
+    job_id: str | None
+    firmware_id: str | None
+    product_key: str | None
+    product_name: str | None
+    device_name: str | None
+    iot_id: str | None
+    module_name: str
+    src_version: str | None
+    dest_version: str | None
+    task_status: str
+    utc_create: int | None
+    utc_modified: int | None
+
+
+@dataclass(frozen=True, slots=True)
+class Firmware:
+    """One firmware package (QueryOTAFirmware). `firmware_url` keeps no query string."""
+
+    firmware_id: str
+    firmware_name: str | None
+    product_key: str | None
+    product_name: str | None
+    module_name: str | None
+    src_version: str | None
+    dest_version: str | None
+    status: int | None
+    type: int | None
+    sign_method: str | None
+    firmware_sign: str | None
+    firmware_size: int | None
+    verify_progress: int | None
+    firmware_url: str | None
+    utc_create: int | None
+    utc_modified: int | None
+
+
+@dataclass(frozen=True, slots=True)
+class Job:
+    """One upgrade job (batch) as ListOTAJobByDevice reports it."""
+
+    job_id: str
+    firmware_id: str | None
+    product_key: str | None
+    job_status: str | None
+    job_type: str | None
+    target_selection: str | None
+    utc_create: int | None
+    utc_modified: int | None
+
+
+@dataclass(frozen=True, slots=True)
+class CallFailure:
+    """A call that still failed after retries: one row of the errors table."""
+
+    action: str
+    product_key: str | None
+    device_name: str | None
+    firmware_id: str | None
+    job_id: str | None
+    error_code: str
+    error_message: str
+    http_status: int | None
+    attempts: int
+    request_id: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class Credentials:
+    """An access key pair. The secret never shows in a repr, a log line or a report."""
+
+    access_key_id: str
+    access_key_secret: str = field(repr=False)
+
+    def __repr__(self) -> str:
+        return f"Credentials(access_key_id={self.access_key_id!r}, access_key_secret='***')"
+
+
+@dataclass(frozen=True, slots=True)
+class DeviceAudit:
+    """How the audit of one device went: one row of the devices table."""
+
+    product_key: str
+    device_name: str
+    iot_id: str | None
+    audit_status: str  # "ok" | "not_found" | "error"
+    module_count: int
+    unfinished_task_count: int
+    error_code: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class Finding:
+    """One problem found: one row of the findings table. Fields that do not apply are None."""
+
+    finding_type: str
+    severity: str  # "critical" | "warning" | "info"
+    product_key: str
+    device_name: str | None
+    iot_id: str | None
+    module_name: str | None
+    observed_version: str | None
+    expected_version: str | None
+    task_id: str | None
+    task_status: str | None
+    firmware_id: str | None
+    job_id: str | None
+    age_seconds: int | None
+    detail: str

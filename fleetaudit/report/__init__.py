@@ -1,0 +1,1 @@
+"""Reports: Arrow schemas, the atomic run directory writer, the manifest and summaries."""
