@@ -1,0 +1,360 @@
+"""Run output on disk: staged parts, the resume journal, atomic finalize and `LATEST`.
+
+The only module that writes a run's files. A run lives in `OUT/.staging/RUN_ID/` until it
+is complete:
+
+    meta.json          run id, schema version and the caller's settings (written once)
+    journal.jsonl      one line per commit naming that commit's part files
+    parts/NNNNNN.TABLE.parquet
+    final/             built by finalize, then renamed to OUT/run_date=D/run_id=RUN_ID
+
+Crash safety comes from ordering, not from cleanup: a commit writes and fsyncs its parts
+(and the parts directory) before it appends and fsyncs the journal line naming them, so
+any part the journal names is durable and any part it does not name is garbage from an
+interrupted commit, deleted on open. A torn last journal line (the process died inside
+the append) is cut off on open. Finalize builds the run directory beside the parts, fsyncs
+it, renames it into place (one atomic step that makes it visible), then replaces `LATEST`.
+Only names matching `run_date=*` are ever complete runs.
+"""
+
+from __future__ import annotations
+
+import os
+import random
+import shutil
+import tempfile
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, BinaryIO
+
+import orjson
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from fleetaudit.errors import UsageError
+from fleetaudit.report.schema import SCHEMA_VERSION, TABLES, rows_to_batch, schema_for
+
+STAGING_DIR = ".staging"
+LATEST = "LATEST"
+_META = "meta.json"
+_JOURNAL = "journal.jsonl"
+_PARTS = "parts"
+_FINAL = "final"
+# Finalize gathers small parts into row groups of about this many rows; memory stays
+# bounded by one row group per table, whatever the size of the run.
+_ROW_GROUP_ROWS = 128 * 1024
+
+
+def new_run_id(started_at_ms: int, rng: random.Random) -> str:
+    """`YYYYMMDDTHHMMSSZ-xxxxxx`: the UTC start time and 6 random hex characters."""
+    started = datetime.fromtimestamp(started_at_ms / 1000, tz=UTC)
+    return f"{started:%Y%m%dT%H%M%SZ}-{rng.getrandbits(24):06x}"
+
+
+def run_date_of(run_id: str) -> str:
+    """The `YYYY-MM-DD` partition of a run: the UTC date its run id says it started."""
+    try:
+        started = datetime.strptime(run_id[:16], "%Y%m%dT%H%M%SZ")
+    except ValueError:
+        raise ValueError(f"not a run id: {run_id!r}") from None
+    return f"{started:%Y-%m-%d}"
+
+
+def run_relpath(run_id: str) -> str:
+    """Where a complete run lives, relative to OUT."""
+    return f"run_date={run_date_of(run_id)}/run_id={run_id}"
+
+
+def write_atomic(path: Path, data: bytes) -> None:
+    """Replace `path` with `data` in one step: temp file, fsync, rename, directory fsync."""
+    _replace_atomic(path, lambda f: f.write(data))
+
+
+def write_table_file(path: Path, table: str, rows: Sequence[object]) -> None:
+    """Write one table's rows as a Parquet file atomically (for files added to a finished run)."""
+    data = pa.Table.from_batches([rows_to_batch(table, rows)])
+    _replace_atomic(path, lambda f: pq.write_table(data, f))
+
+
+def latest_run(out: Path) -> Path | None:
+    """The newest complete run named by `OUT/LATEST`, or None when there is none."""
+    try:
+        rel = (out / LATEST).read_text(encoding="utf-8").strip()
+    except FileNotFoundError:
+        return None
+    run_dir = out / rel
+    return run_dir if rel and run_dir.is_dir() else None
+
+
+def remove_stale_staging(out: Path, now_ms: int, max_age_s: int = 7 * 86400) -> list[Path]:
+    """Delete staged runs untouched for more than `max_age_s`; returns what was removed."""
+    root = out / STAGING_DIR
+    if not root.is_dir():
+        return []
+    removed = []
+    for entry in sorted(root.iterdir()):
+        if entry.is_dir() and now_ms / 1000 - _last_touched(entry) > max_age_s:
+            shutil.rmtree(entry)
+            removed.append(entry)
+    return removed
+
+
+class RunStaging:
+    """One run being written: buffered rows, committed parts and the journal naming them."""
+
+    def __init__(self, out: Path, run_id: str, meta: dict[str, Any]) -> None:
+        self.out = out
+        self.run_id = run_id
+        self.path = out / STAGING_DIR / run_id
+        self.meta = meta
+        self._committed: list[dict[str, str]] = []  # per commit: table -> part file name
+        self._rows: dict[str, int] = dict.fromkeys(TABLES, 0)
+        self._pending: dict[str, list[pa.RecordBatch]] = {}
+        self._pending_rows = 0
+
+    def __repr__(self) -> str:
+        return f"RunStaging(run_id={self.run_id!r}, commits={len(self._committed)})"
+
+    @classmethod
+    def create(cls, out: Path, run_id: str, meta: Mapping[str, Any]) -> RunStaging:
+        """Start a new run under `OUT/.staging/RUN_ID/` with its settings saved in meta.json."""
+        run_date_of(run_id)  # reject a malformed id before anything is written
+        staging = cls(out, run_id, dict(meta))
+        root = out / STAGING_DIR
+        root.mkdir(parents=True, exist_ok=True)
+        staging.path.mkdir()
+        (staging.path / _PARTS).mkdir()
+        (staging.path / _JOURNAL).touch()
+        # meta.json is written last and atomically: a staging dir without it never started.
+        staging.save_meta()
+        _fsync_dir(root)
+        return staging
+
+    @classmethod
+    def open(cls, out: Path, run_id: str) -> RunStaging:
+        """Reopen a staged run: keep what the journal names, drop everything else."""
+        path = out / STAGING_DIR / run_id
+        record = orjson.loads((path / _META).read_bytes())
+        if record.get("schema_version") != SCHEMA_VERSION:
+            raise UsageError(
+                f"run {run_id} was staged with schema_version {record.get('schema_version')}, "
+                f"this fleetaudit writes {SCHEMA_VERSION}: it cannot be resumed"
+            )
+        staging = cls(out, run_id, record["meta"])
+        staging._recover()
+        return staging
+
+    @classmethod
+    def resume_newest(cls, out: Path) -> RunStaging | None:
+        """The newest staged run that is not yet complete, reopened; None when there is none."""
+        root = out / STAGING_DIR
+        if not root.is_dir():
+            return None
+        for entry in sorted(root.iterdir(), reverse=True):
+            if not (entry / _META).is_file():
+                continue  # died inside create(): nothing of it was ever committed
+            if (out / run_relpath(entry.name)).is_dir():
+                # Died after the rename: the run is complete, only the tidy-up is left.
+                _publish_latest(out, entry.name)
+                shutil.rmtree(entry)
+                continue
+            return cls.open(out, entry.name)
+        return None
+
+    def save_meta(self) -> None:
+        """Persist changes made to `meta` since create (atomically; a resume sees them)."""
+        record = {"run_id": self.run_id, "schema_version": SCHEMA_VERSION, "meta": self.meta}
+        write_atomic(self.path / _META, orjson.dumps(record))
+
+    @property
+    def pending_rows(self) -> int:
+        """Rows appended since the last commit (callers commit when this grows large)."""
+        return self._pending_rows
+
+    def committed_rows(self, table: str) -> int:
+        """Rows of `table` in committed parts."""
+        return self._rows[table]
+
+    def append(self, table: str, rows: Sequence[object]) -> None:
+        """Buffer rows of a run table in memory until the next commit."""
+        if table not in TABLES:
+            raise ValueError(f"not a run table: {table!r}")
+        if rows:
+            self._pending.setdefault(table, []).append(rows_to_batch(table, rows))
+            self._pending_rows += len(rows)
+
+    def commit(self) -> None:
+        """Make everything appended so far durable: parts first, then the journal line."""
+        if not self._pending:
+            return
+        seq = len(self._committed) + 1
+        parts: dict[str, str] = {}
+        rows: dict[str, int] = {}
+        for table, batches in self._pending.items():
+            name = f"{seq:06d}.{table}.parquet"
+            data = pa.Table.from_batches(batches, schema=schema_for(table))
+            _write_parquet(self.path / _PARTS / name, data)
+            parts[table] = name
+            rows[table] = data.num_rows
+        _fsync_dir(self.path / _PARTS)
+        line = orjson.dumps({"seq": seq, "parts": parts, "rows": rows}) + b"\n"
+        with (self.path / _JOURNAL).open("ab") as journal:
+            journal.write(line)
+            journal.flush()
+            os.fsync(journal.fileno())
+        self._committed.append(parts)
+        for table, n in rows.items():
+            self._rows[table] += n
+        self._pending.clear()
+        self._pending_rows = 0
+
+    def committed_batches(self, table: str) -> Iterator[pa.RecordBatch]:
+        """Every committed batch of `table`, in commit order (pending rows are not included)."""
+        if table not in TABLES:
+            raise ValueError(f"not a run table: {table!r}")
+        for parts in self._committed:
+            name = parts.get(table)
+            if name is not None:
+                yield from pq.ParquetFile(self.path / _PARTS / name).iter_batches()
+
+    def finalize(self, manifest: Mapping[str, Any]) -> Path:
+        """Publish the committed run as `OUT/run_date=D/run_id=RUN_ID`; returns that path.
+
+        Rows still pending are committed first. `rows` (per table) is added to the manifest
+        unless the caller set it.
+        """
+        self.commit()
+        final = self.path / _FINAL
+        if final.exists():
+            shutil.rmtree(final)  # a finalize that died half-way: start it over
+        final.mkdir()
+        rows = {table: self._concatenate(table, final / f"{table}.parquet") for table in TABLES}
+        document = dict(manifest)
+        document.setdefault("rows", rows)
+        write_atomic(final / "manifest.json", orjson.dumps(document, option=orjson.OPT_INDENT_2))
+        _fsync_dir(final)
+
+        target = self.out / run_relpath(self.run_id)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        _fsync_dir(self.out)
+        final.rename(target)  # the single step that makes the run visible
+        _fsync_dir(target.parent)
+        _publish_latest(self.out, self.run_id)
+        shutil.rmtree(self.path)
+        _fsync_dir(self.path.parent)
+        return target
+
+    def _concatenate(self, table: str, path: Path) -> int:
+        schema = schema_for(table)
+        total = 0
+        with path.open("wb") as f:
+            writer = pq.ParquetWriter(f, schema)
+            try:
+                group: list[pa.RecordBatch] = []
+                group_rows = 0
+                for batch in self.committed_batches(table):
+                    group.append(batch)
+                    group_rows += batch.num_rows
+                    if group_rows >= _ROW_GROUP_ROWS:
+                        writer.write_table(pa.Table.from_batches(group, schema=schema))
+                        total += group_rows
+                        group, group_rows = [], 0
+                # An empty table still gets one (empty) row group so that it has its schema.
+                if group or total == 0:
+                    writer.write_table(pa.Table.from_batches(group, schema=schema))
+                    total += group_rows
+            finally:
+                writer.close()
+            f.flush()
+            os.fsync(f.fileno())
+        return total
+
+    def _recover(self) -> None:
+        journal = self.path / _JOURNAL
+        data = journal.read_bytes()
+        valid = 0
+        for line in data.splitlines(keepends=True):
+            entry = _parse_journal_line(line)
+            if entry is None:
+                break  # a torn append: it and anything after it never committed
+            seq, parts, rows = entry
+            if seq != len(self._committed) + 1:
+                break
+            self._committed.append(parts)
+            for table, n in rows.items():
+                self._rows[table] += n
+            valid += len(line)
+        if valid < len(data):
+            with journal.open("r+b") as f:
+                f.truncate(valid)
+                f.flush()
+                os.fsync(f.fileno())
+        named = {name for parts in self._committed for name in parts.values()}
+        for part in (self.path / _PARTS).iterdir():
+            if part.name not in named:
+                part.unlink()
+        _fsync_dir(self.path / _PARTS)
+        if (self.path / _FINAL).exists():
+            shutil.rmtree(self.path / _FINAL)
+
+
+def _parse_journal_line(line: bytes) -> tuple[int, dict[str, str], dict[str, int]] | None:
+    if not line.endswith(b"\n"):
+        return None
+    try:
+        entry = orjson.loads(line)
+        seq, parts, rows = entry["seq"], entry["parts"], entry["rows"]
+    except (orjson.JSONDecodeError, TypeError, KeyError):
+        return None
+    if not isinstance(seq, int) or not isinstance(parts, dict) or not isinstance(rows, dict):
+        return None
+    if not set(parts) <= set(TABLES) or set(rows) != set(parts):
+        return None
+    return seq, parts, rows
+
+
+def _publish_latest(out: Path, run_id: str) -> None:
+    # LATEST names the newest run by start time: a resumed older run finishing after a
+    # newer one must not take LATEST back.
+    current = latest_run(out)
+    if current is not None and current.name.removeprefix("run_id=") > run_id:
+        return
+    write_atomic(out / LATEST, f"{run_relpath(run_id)}\n".encode())
+
+
+def _replace_atomic(path: Path, write: Callable[[BinaryIO], object]) -> None:
+    fd, name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    tmp = Path(name)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            write(f)
+            f.flush()
+            os.fsync(f.fileno())
+        tmp.replace(path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    _fsync_dir(path.parent)
+
+
+def _write_parquet(path: Path, data: pa.Table) -> None:
+    with path.open("wb") as f:
+        pq.write_table(data, f)
+        f.flush()
+        os.fsync(f.fileno())
+
+
+def _fsync_dir(path: Path) -> None:
+    # A rename or a new file is durable only once its directory entry is.
+    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _last_touched(path: Path) -> float:
+    times = [path.stat().st_mtime]
+    times += [p.stat().st_mtime for p in (path / _META, path / _JOURNAL) if p.exists()]
+    return max(times)
