@@ -19,6 +19,7 @@ from types import MappingProxyType
 from typing import Any
 
 from fleetaudit.errors import UsageError
+from fleetaudit.gate import parse_gate
 from fleetaudit.models import UNFINISHED_STATUSES
 
 ACTIONS: tuple[str, ...] = (
@@ -266,9 +267,11 @@ def _job_fraction(path: Path, key: str, raw: object, base: Path) -> float:
 
 
 def _job_gate(path: Path, key: str, raw: object, base: Path) -> Mapping[str, Any]:
-    # Validated by the gate's own module later; here it only has to be a table.
     if not isinstance(raw, dict):
         raise _error(path, key, "must be a table ([gate])")
+    # Validated here so a bad gate fails before any call; `gate.parse_gate(job.gate)` then
+    # cannot fail, and the manifest keeps recording the table as the job file wrote it.
+    parse_gate(raw, where=str(path))
     return dict(raw)
 
 

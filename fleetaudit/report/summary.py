@@ -50,9 +50,29 @@ def summarize_run(
     return "\n\n".join(section for section in sections if section) + "\n"
 
 
-def run_summary(run_dir: Path, manifest: Mapping[str, Any]) -> str:
-    """The summary printed at the end of `fleetaudit run`, from the manifest just written."""
-    return summarize_run(run_dir, manifest=manifest)
+def run_summary(run_dir: Path) -> str:
+    """The short summary printed at the end of `fleetaudit run`, and how to query the run."""
+    manifest = orjson.loads((run_dir / "manifest.json").read_bytes())
+    devices = pq.read_table(run_dir / "devices.parquet", columns=["audit_status"])
+    findings = pq.read_table(run_dir / "findings.parquet", columns=["finding_type", "severity"])
+    sections = [
+        _header(manifest),
+        _device_section(devices),
+        _finding_section(findings),
+        _api_section(manifest.get("api", {})),
+        _files_section(run_dir, manifest),
+        _query_hint(run_dir),
+    ]
+    return "\n\n".join(section for section in sections if section) + "\n"
+
+
+def _query_hint(run_dir: Path) -> str:
+    findings = run_dir / "findings.parquet"
+    query = (
+        f"SELECT finding_type, severity, count(*) AS n FROM '{findings}' "
+        "GROUP BY ALL ORDER BY n DESC"
+    )
+    return f'Query it (details: fleetaudit summary {run_dir}):\n  duckdb -c "{query}"'
 
 
 def _header(manifest: Mapping[str, Any]) -> str:
@@ -133,7 +153,10 @@ def _drift_section(versions: pa.Table, findings: pa.Table) -> str:
         dist.setdefault(key, []).append((row["module_version"], row["count_all"]))
     drift = _drift_counts(findings)
     # Groups with drift findings or more than one version first: that is where work is.
-    order = sorted(dist, key=lambda k: (-drift.get(k, 0), -len(dist[k]), k))
+    # Only groups with drift or more than one version: a (product, module) every device
+    # agrees on needs no attention.
+    worth = [key for key in dist if drift.get(key, 0) or len(dist[key]) > 1]
+    order = sorted(worth, key=lambda k: (-drift.get(k, 0), -len(dist[k]), k))
     lines = ["Versions per (product, module): devices per version, most common first"]
     for key in order[:_MAX_DRIFT_GROUPS]:
         counts = sorted(dist[key], key=lambda vc: (-vc[1], vc[0]))

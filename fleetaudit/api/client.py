@@ -1,0 +1,356 @@
+"""The signed async client of the platform's OTA API: the only module that imports aiohttp.
+
+It owns the HTTP session (keep-alive, connection limit, timeouts), signs every attempt
+afresh, paces each action within its quota, retries transient failures with backoff and
+turns every aiohttp/asyncio error into fleetaudit's own at one boundary (`_send`). What
+requests mean and what answers say is protocol.py's business; this module moves bytes.
+
+Outcomes of a call: the parsed value; `AuthError` (abort the run: nothing is retried);
+`CallFailed` whose `.failure` is the errors-table row (not retryable, or retries spent).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+import time
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+import aiohttp
+import anyio
+from yarl import URL
+
+from fleetaudit.api import protocol
+from fleetaudit.api.pacing import RateBudget
+from fleetaudit.api.protocol import ACTIONS, DEFAULT_QUOTAS
+from fleetaudit.api.retry import RetryPolicy, backoff_delay
+from fleetaudit.api.signing import canonical_query, percent_encode, sign
+from fleetaudit.api.stats import ActionStats, ApiStats
+from fleetaudit.errors import ApiError, AuthError, CallFailed, TransientError
+from fleetaudit.models import (
+    UNFINISHED_STATUSES,
+    CallFailure,
+    Credentials,
+    Device,
+    Firmware,
+    Job,
+    ModuleVersion,
+    Task,
+)
+
+__all__ = [
+    "ACTIONS",
+    "DEFAULT_QUOTAS",
+    "ClientSettings",
+    "OtaClient",
+    "RetryPolicy",
+    "open_client",
+]
+
+log = logging.getLogger(__name__)
+
+Sleep = Callable[[float], Awaitable[object]]
+
+
+@dataclass(frozen=True)
+class ClientSettings:
+    """Where and how to call the platform. No secrets here: credentials travel apart."""
+
+    endpoint: str
+    quotas: Mapping[str, float] = field(default_factory=lambda: dict(DEFAULT_QUOTAS))
+    concurrency: int = 64  # calls in flight at most, and the connection limit
+    connect_timeout: float = 10.0
+    request_timeout: float = 30.0  # one attempt, connect included
+    method: Literal["POST", "GET"] = "POST"
+    retry: RetryPolicy = field(default_factory=RetryPolicy)
+    iot_instance_id: str | None = None
+
+    def __post_init__(self) -> None:
+        if self.concurrency < 1:
+            raise ValueError("concurrency must be at least 1")
+        if self.method not in ("POST", "GET"):
+            raise ValueError("method must be POST or GET")
+        missing = [action for action in ACTIONS if action not in self.quotas]
+        if missing:
+            raise ValueError(f"no quota for {', '.join(missing)}")
+
+
+@dataclass(frozen=True, slots=True)
+class _Subject:
+    """The parameters that identify a call in the errors table."""
+
+    product_key: str | None = None
+    device_name: str | None = None
+    firmware_id: str | None = None
+    job_id: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class _Answer:
+    """One HTTP exchange, before protocol.py says what it means."""
+
+    status: int
+    body: bytes
+    retry_after: float | None
+
+
+@asynccontextmanager
+async def open_client(
+    settings: ClientSettings,
+    credentials: Credentials,
+    *,
+    sleep: Sleep = anyio.sleep,
+    rng: random.Random | None = None,
+    clock: Callable[[], float] = time.time,
+) -> AsyncIterator[OtaClient]:
+    """An OtaClient over one keep-alive session, closed on exit.
+
+    `sleep` waits between retries and `rng` draws their jitter; `clock` (epoch seconds)
+    stamps requests. Tests pass a recording sleep and a seeded rng so nothing waits.
+    """
+    timeout = aiohttp.ClientTimeout(
+        total=settings.request_timeout, sock_connect=settings.connect_timeout
+    )
+    connector = aiohttp.TCPConnector(limit=settings.concurrency, limit_per_host=0)
+    async with aiohttp.ClientSession(
+        connector=connector, timeout=timeout, raise_for_status=False
+    ) as session:
+        yield OtaClient(session, settings, credentials, sleep, rng or random.Random(), clock)
+
+
+class OtaClient:
+    """Typed calls for the five OTA actions; each returns parsed values, every page read."""
+
+    def __init__(
+        self,
+        session: aiohttp.ClientSession,
+        settings: ClientSettings,
+        credentials: Credentials,
+        sleep: Sleep,
+        rng: random.Random,
+        clock: Callable[[], float],
+    ) -> None:
+        self.stats = ApiStats(ACTIONS)
+        self._session = session
+        self._settings = settings
+        self._credentials = credentials
+        self._sleep = sleep
+        self._rng = rng
+        self._clock = clock
+        self._budget = RateBudget(settings.quotas, sleep=sleep)
+        self._slots = asyncio.Semaphore(settings.concurrency)
+        self._url = URL(settings.endpoint)
+
+    def __repr__(self) -> str:
+        return f"OtaClient(endpoint={self._settings.endpoint!r}, credentials={self._credentials!r})"
+
+    # --- the five actions ---------------------------------------------------------------
+
+    async def list_module_versions(self, device: Device) -> list[ModuleVersion]:
+        """Every module version the device reports (all pages of 200)."""
+        subject = _Subject(product_key=device.product_key, device_name=device.device_name)
+        modules: list[ModuleVersion] = []
+        async for items in self.pages(
+            protocol.LIST_MODULE_VERSIONS,
+            lambda page: protocol.module_versions_params(device, page, protocol.MODULE_PAGE_SIZE),
+            "SimpleOTAModuleInfo",
+            protocol.MODULE_PAGE_SIZE,
+            subject,
+        ):
+            modules.extend(protocol.parse_module(item, device) for item in items)
+        return modules
+
+    async def list_unfinished_tasks(
+        self,
+        device: Device,
+        statuses: Sequence[str] = UNFINISHED_STATUSES,
+        module_name: str | None = None,
+    ) -> list[Task]:
+        """The device's tasks in `statuses` (every unfinished one by default), one call."""
+        subject = _Subject(product_key=device.product_key, device_name=device.device_name)
+        params = protocol.unfinished_tasks_params(device, statuses, module_name)
+        envelope = await self._call(protocol.LIST_UNFINISHED_TASKS, params, subject)
+        items = protocol.list_items(envelope, "SimpleOTATaskInfo")
+        return [protocol.parse_task(item, device) for item in items]
+
+    async def query_firmware(self, firmware_id: str) -> Firmware:
+        """One firmware package; its URL comes back without the presigned query string."""
+        params = protocol.firmware_params(firmware_id)
+        envelope = await self._call(
+            protocol.QUERY_FIRMWARE, params, _Subject(firmware_id=firmware_id)
+        )
+        return protocol.parse_firmware(envelope, firmware_id)
+
+    async def list_jobs_by_device(
+        self, product_key: str, device_name: str, firmware_id: str
+    ) -> list[Job]:
+        """Every job of a firmware that concerns the device (all pages of 100)."""
+        subject = _Subject(product_key, device_name, firmware_id)
+        jobs: list[Job] = []
+        async for items in self.pages(
+            protocol.LIST_JOBS,
+            lambda page: protocol.jobs_params(
+                product_key, device_name, firmware_id, page, protocol.JOB_PAGE_SIZE
+            ),
+            "SimpleOTAJobInfo",
+            protocol.JOB_PAGE_SIZE,
+            subject,
+        ):
+            jobs.extend(protocol.parse_job(item) for item in items)
+        return jobs
+
+    async def cancel_tasks(
+        self,
+        product_key: str,
+        firmware_id: str,
+        device_names: Sequence[str],
+        job_id: str | None = None,
+    ) -> str:
+        """Cancel the devices' unfinished tasks of a firmware (at most 200); the request id."""
+        params = protocol.cancel_params(product_key, firmware_id, device_names, job_id)
+        device_name = device_names[0] if len(device_names) == 1 else None
+        subject = _Subject(product_key, device_name, firmware_id, job_id)
+        envelope = await self._call(protocol.CANCEL_TASKS, params, subject)
+        return protocol.request_id_of(envelope)
+
+    # --- paging, retries, pacing ----------------------------------------------------------
+
+    async def pages(
+        self,
+        action: str,
+        params_for_page: Callable[[int], dict[str, str]],
+        list_name: str,
+        page_size: int,
+        subject: _Subject,
+    ) -> AsyncIterator[list[Mapping[str, Any]]]:
+        """The items of every page, page by page, until PageCount, Total or an empty page."""
+        page, seen = 1, 0
+        while True:
+            envelope = await self._call(action, params_for_page(page), subject)
+            items = protocol.list_items(envelope, list_name)
+            seen += len(items)
+            yield items
+            try:
+                more = protocol.has_more_pages(envelope, page, page_size, seen, len(items))
+            except ApiError as error:
+                raise self._failed(action, subject, error, attempts=1) from None
+            if not more:
+                return
+            page += 1
+
+    async def _call(
+        self, action: str, params: Mapping[str, str], subject: _Subject
+    ) -> dict[str, Any]:
+        """One logical call: paced, retried on transient errors, its outcome counted."""
+        stats = self.stats.action(action)
+        stats.calls += 1
+        budget = self._budget[action]
+        policy = self._settings.retry
+        loop = asyncio.get_running_loop()
+        deadline: float | None = None
+        attempt = 0
+        while True:
+            attempt += 1
+            await budget.acquire()
+            # The deadline starts at the first send, not while queued behind the pace.
+            deadline = deadline if deadline is not None else loop.time() + policy.timeout
+            try:
+                async with self._slots:
+                    envelope = await self._attempt(action, params, stats, deadline - loop.time())
+            except TransientError as error:
+                if error.throttled:
+                    stats.throttled += 1
+                    budget.throttled(error.retry_after)
+                delay = backoff_delay(policy, attempt, self._rng, error.retry_after)
+                if attempt >= policy.attempts or loop.time() + delay >= deadline:
+                    stats.failures += 1
+                    raise self._failed(action, subject, error, attempt) from None
+                stats.retries += 1
+                log.debug("%s attempt %d: %s; retrying in %.2fs", action, attempt, error, delay)
+                await self._sleep(delay)
+                continue
+            except AuthError:
+                stats.failures += 1
+                raise
+            except ApiError as error:
+                stats.failures += 1
+                raise self._failed(action, subject, error, attempt) from None
+            budget.answered()
+            return envelope
+
+    async def _attempt(
+        self, action: str, params: Mapping[str, str], stats: ActionStats, time_left: float
+    ) -> dict[str, Any]:
+        """Sign and send one attempt; the decoded envelope or the error it stands for."""
+        signed = self._signed(action, params)
+        loop = asyncio.get_running_loop()
+        started = loop.time()
+        stats.attempts += 1
+        try:
+            answer = await self._send(signed, time_left)
+        finally:
+            stats.record_latency((loop.time() - started) * 1000.0)
+        return protocol.decode_response(answer.status, answer.body, retry_after=answer.retry_after)
+
+    def _signed(self, action: str, params: Mapping[str, str]) -> dict[str, str]:
+        """Common parameters with a fresh nonce and timestamp, then the signature."""
+        signed = protocol.common_params(
+            action,
+            self._credentials.access_key_id,
+            nonce=uuid.uuid4().hex,
+            timestamp=protocol.format_timestamp(self._clock()),
+            iot_instance_id=self._settings.iot_instance_id,
+        )
+        signed.update(params)
+        method = self._settings.method
+        signed["Signature"] = sign(method, signed, self._credentials.access_key_secret)
+        return signed
+
+    async def _send(self, signed: Mapping[str, str], time_left: float) -> _Answer:
+        """The HTTP exchange; every aiohttp/asyncio error becomes a TransientError here."""
+        # We encode the query ourselves, exactly as it was signed (RFC 3986), so no
+        # library's idea of "safe" characters can change a byte between sign and send.
+        query = f"{canonical_query(signed)}&Signature={percent_encode(signed['Signature'])}"
+        url = URL(f"{self._url.with_query(None)}?{query}", encoded=True)
+        timeout = aiohttp.ClientTimeout(
+            total=max(0.001, min(self._settings.request_timeout, time_left)),
+            sock_connect=self._settings.connect_timeout,
+        )
+        try:
+            async with self._session.request(
+                self._settings.method, url, timeout=timeout, allow_redirects=False
+            ) as response:
+                body = await response.read()
+                retry_after = protocol.retry_after_seconds(
+                    response.headers.get("x-acs-retry-after"),
+                    response.headers.get("x-ratelimit-user-api"),
+                )
+                return _Answer(response.status, body, retry_after)
+        except TimeoutError:
+            raise TransientError("Timeout", "no answer in time") from None
+        except aiohttp.ClientError as error:
+            # The class name says enough; str(error) may quote the signed URL.
+            raise TransientError("ConnectionError", type(error).__name__) from None
+
+    def _failed(self, action: str, subject: _Subject, error: ApiError, attempts: int) -> CallFailed:
+        """The CallFailed for an error that ends a call (its message is already redacted)."""
+        log.info("%s failed after %d attempt(s): %s", action, attempts, error.code)
+        return CallFailed(
+            CallFailure(
+                action=action,
+                product_key=subject.product_key,
+                device_name=subject.device_name,
+                firmware_id=subject.firmware_id,
+                job_id=subject.job_id,
+                error_code=error.code,
+                error_message=error.message,
+                http_status=error.http_status,
+                attempts=attempts,
+                request_id=error.request_id,
+            )
+        )

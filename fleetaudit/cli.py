@@ -1,0 +1,195 @@
+"""The command line: `main(argv) -> int`; each command is a few lines calling the library."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+from collections.abc import Sequence
+from functools import partial
+from pathlib import Path
+
+import anyio
+
+from fleetaudit import __version__
+from fleetaudit.errors import EXIT_USAGE, FleetauditError, UsageError, exit_code_for
+from fleetaudit.models import Credentials
+
+log = logging.getLogger("fleetaudit")
+
+KEY_ID_ENV = "FLEETAUDIT_ACCESS_KEY_ID"
+SECRET_ENV = "FLEETAUDIT_ACCESS_KEY_SECRET"
+
+EPILOG_RUN = """\
+examples:
+  fleetaudit run jobs/nightly.toml
+  fleetaudit run --endpoint http://127.0.0.1:8686/ --devices fleet.csv --out reports/
+
+Credentials come from the environment only: FLEETAUDIT_ACCESS_KEY_ID and
+FLEETAUDIT_ACCESS_KEY_SECRET. Exit codes: 0 complete, 1 gate failed, 2 usage or input
+error (nothing was called), 3 authentication or permission error, 4 incomplete (resumable).
+"""
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="fleetaudit",
+        description="Audit a fleet of IoT devices through the platform's OTA API "
+        "and write Parquet reports.",
+    )
+    parser.add_argument("--version", action="version", version=f"fleetaudit {__version__}")
+    parser.add_argument(
+        "-v", "--verbose", action="store_true", help="log each retry and lookup (stderr)"
+    )
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    run = commands.add_parser(
+        "run",
+        help="audit the fleet and write a run's reports",
+        description="Audit every device of a device list and write the run's Parquet reports.",
+        epilog=EPILOG_RUN,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    run.add_argument("job", nargs="?", type=Path, metavar="JOB.toml", help="job file (TOML)")
+    run.add_argument("--endpoint", metavar="URL", help="the platform's API endpoint")
+    run.add_argument("--devices", type=Path, metavar="PATH", help=".csv, .jsonl or .parquet")
+    run.add_argument("--policy", type=Path, metavar="PATH", help="policy file (TOML)")
+    run.add_argument("--out", type=Path, metavar="DIR", help="where runs are written")
+    run.add_argument("--qps", type=float, metavar="N", help="every action's quota, calls/s")
+    run.add_argument("--concurrency", type=int, metavar="N", help="calls in flight at most")
+    run.add_argument("--now", metavar="ISO8601", help="the clock for task ages")
+    run.add_argument(
+        "--resume", action="store_true", default=None, help="continue the newest unfinished run"
+    )
+    run.set_defaults(handler=_run_command)
+
+    emulator = commands.add_parser(
+        "emulator",
+        help="serve a local emulator of the platform's OTA API",
+        description="Serve a local, strict emulator of the platform's OTA API on loopback.",
+        epilog="example:\n  fleetaudit emulator --port 8686 --devices 3000 --seed 7",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    _add_emulator_arguments(emulator)
+    emulator.set_defaults(handler=_emulator_command)
+
+    cancel = commands.add_parser(
+        "cancel",
+        help="cancel the tasks a run found stalled (dry run unless --apply)",
+        description="Plan, and with --apply make, CancelOTATaskByDevice calls for the tasks "
+        "behind a run's findings. Without --apply nothing is called on the platform.",
+        epilog="examples:\n"
+        "  fleetaudit cancel reports/run_date=2026-11-23/run_id=20261123T020000Z-a1b2c3\n"
+        "  fleetaudit cancel RUN_DIR --finding stalled_task --apply",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    cancel.add_argument("run_dir", type=Path, metavar="RUN_DIR")
+    cancel.add_argument(
+        "--finding",
+        action="append",
+        metavar="TYPE",
+        help="finding type to act on (repeatable; default: stalled_task, orphan_task, "
+        "task_already_applied)",
+    )
+    cancel.add_argument(
+        "--device-list", type=Path, metavar="PATH", help="only devices in this list"
+    )
+    cancel.add_argument("--endpoint", metavar="URL", help="default: the run's endpoint")
+    cancel.add_argument("--qps", type=float, metavar="N", help="every action's quota, calls/s")
+    cancel.add_argument(
+        "--apply", action="store_true", help="really cancel (re-checks each task first)"
+    )
+    cancel.set_defaults(handler=_cancel_command)
+
+    summary = commands.add_parser(
+        "summary",
+        help="print the summary of a finished run",
+        description="Print the human summary of a finished run from its Parquet files.",
+        epilog="example:\n"
+        "  fleetaudit summary reports/run_date=2026-11-23/run_id=20261123T020000Z-a1b2c3",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    summary.add_argument("run_dir", type=Path, metavar="RUN_DIR")
+    summary.set_defaults(handler=_summary_command)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(
+        level=logging.DEBUG if args.verbose else logging.WARNING,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+    try:
+        return int(args.handler(args))
+    except FleetauditError as error:
+        print(f"fleetaudit: error: {error}", file=sys.stderr)
+        return exit_code_for(error)
+    except KeyboardInterrupt:
+        print("fleetaudit: interrupted", file=sys.stderr)
+        return exit_code_for(KeyboardInterrupt())
+
+
+def credentials_from_env(environ: dict[str, str] | os._Environ[str] = os.environ) -> Credentials:
+    """The access key pair from the environment; never from arguments, never printed."""
+    key_id = environ.get(KEY_ID_ENV, "").strip()
+    secret = environ.get(SECRET_ENV, "").strip()
+    missing = [name for name, value in ((KEY_ID_ENV, key_id), (SECRET_ENV, secret)) if not value]
+    if missing:
+        raise UsageError(f"set {' and '.join(missing)} in the environment")
+    return Credentials(key_id, secret)
+
+
+def _run_command(args: argparse.Namespace) -> int:
+    from fleetaudit.runjob import run_from_args
+
+    return run_from_args(args, credentials_from_env)
+
+
+def _add_emulator_arguments(parser: argparse.ArgumentParser) -> None:
+    from fleetaudit.emulator.cli import add_arguments
+
+    add_arguments(parser)
+
+
+def _emulator_command(args: argparse.Namespace) -> int:
+    from fleetaudit.emulator.cli import run
+
+    return run(args)
+
+
+def _cancel_command(args: argparse.Namespace) -> int:
+    from fleetaudit.remediation import cancel_command
+
+    quotas = None
+    if args.qps is not None:
+        from fleetaudit.api.client import DEFAULT_QUOTAS
+
+        quotas = dict.fromkeys(DEFAULT_QUOTAS, args.qps)
+    credentials = credentials_from_env() if args.apply else None
+    return anyio.run(
+        partial(
+            cancel_command,
+            args.run_dir,
+            finding_types=args.finding or None,
+            device_list=args.device_list,
+            endpoint=args.endpoint,
+            apply=args.apply,
+            credentials=credentials,
+            out=sys.stdout,
+            quotas=quotas,
+        )
+    )
+
+
+def _summary_command(args: argparse.Namespace) -> int:
+    from fleetaudit.report.summary import summarize_run
+
+    if not (args.run_dir / "manifest.json").is_file():
+        print(f"fleetaudit: error: {args.run_dir} is not a finished run directory", file=sys.stderr)
+        return EXIT_USAGE
+    print(summarize_run(args.run_dir))
+    return 0

@@ -1,0 +1,248 @@
+"""The job's `[gate]`: thresholds over a finished run's reports that make `run` exit 1.
+
+A gate is read from the job file's `[gate]` table (`parse_gate`), checked against the run's
+findings, devices and tasks tables (`check_gate`, pure over Arrow tables; `evaluate_gate`
+reads them from the run directory) and printed by `format_violations`:
+
+    [gate]
+    max_critical = 0               # more critical findings than this trips the gate
+    max_stalled_tasks = 10         # more stalled_task findings than this
+    max_drift_percent = 5.0        # more than this % of the scoped devices drifting
+    fail_on_unfinished_tasks = true  # any scoped device with an unfinished task
+    product_key = "a1B2c3D4e5F"    # scope of the drift and unfinished-task rules
+    module = "default"             # (optional) narrower scope: one module
+    show_devices = 10              # device names printed per tripped rule
+
+The unfinished-task rule exists because the platform refuses a new OTA task for a device
+that still has an unfinished one for the same module: a rollout would silently skip it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+
+from fleetaudit.errors import UsageError
+
+DEFAULT_SHOW_DEVICES = 10
+_TABLE_COLUMNS: Mapping[str, tuple[str, ...]] = {
+    "findings": ("finding_type", "severity", "product_key", "device_name", "module_name"),
+    "devices": ("product_key", "device_name", "audit_status"),
+    "tasks": ("product_key", "device_name", "module_name", "task_status"),
+}
+
+
+@dataclass(frozen=True, slots=True)
+class GateRules:
+    """Thresholds a run must stay within; None (or False) switches a rule off."""
+
+    max_critical: int | None = None
+    max_stalled_tasks: int | None = None
+    max_drift_percent: float | None = None
+    fail_on_unfinished_tasks: bool = False
+    product_key: str | None = None
+    module: str | None = None
+    show_devices: int = DEFAULT_SHOW_DEVICES
+
+    @property
+    def enabled(self) -> bool:
+        """Whether any rule can trip."""
+        return (
+            self.max_critical is not None
+            or self.max_stalled_tasks is not None
+            or self.max_drift_percent is not None
+            or self.fail_on_unfinished_tasks
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class GateViolation:
+    """One tripped rule: its key, a one-line reason, and the first devices behind it."""
+
+    rule: str
+    reason: str
+    devices: tuple[str, ...]  # "product_key/device_name", at most `show_devices`
+    more_devices: int = 0  # devices behind the rule beyond those listed
+
+
+# ---------------------------------------------------------------------------- parsing
+
+
+def parse_gate(table: Mapping[str, object], where: str = "job file") -> GateRules:
+    """Validate a `[gate]` table; a UsageError names `where` and the key (`gate.KEY`)."""
+    known = {
+        "max_critical",
+        "max_stalled_tasks",
+        "max_drift_percent",
+        "fail_on_unfinished_tasks",
+        "product_key",
+        "module",
+        "show_devices",
+    }
+    for key in table:
+        if key not in known:
+            raise _error(where, key, f"unknown key; expected one of {', '.join(sorted(known))}")
+    rules = GateRules(
+        max_critical=_count(where, "max_critical", table.get("max_critical")),
+        max_stalled_tasks=_count(where, "max_stalled_tasks", table.get("max_stalled_tasks")),
+        max_drift_percent=_percent(where, "max_drift_percent", table.get("max_drift_percent")),
+        fail_on_unfinished_tasks=_flag(
+            where, "fail_on_unfinished_tasks", table.get("fail_on_unfinished_tasks", False)
+        ),
+        product_key=_text(where, "product_key", table.get("product_key")),
+        module=_text(where, "module", table.get("module")),
+        show_devices=_count(where, "show_devices", table.get("show_devices"))
+        or DEFAULT_SHOW_DEVICES,
+    )
+    if rules.module is not None and rules.product_key is None:
+        raise _error(where, "module", "needs product_key: a module name is only unique per product")
+    return rules
+
+
+def _error(where: str, key: str, problem: str) -> UsageError:
+    return UsageError(f"{where}: gate.{key}: {problem}")
+
+
+def _count(where: str, key: str, raw: object) -> int | None:
+    if raw is None:
+        return None
+    if isinstance(raw, bool) or not isinstance(raw, int) or raw < 0:
+        raise _error(where, key, "must be a whole number of at least 0")
+    return raw
+
+
+def _percent(where: str, key: str, raw: object) -> float | None:
+    if raw is None:
+        return None
+    if isinstance(raw, bool) or not isinstance(raw, int | float) or not 0 <= raw <= 100:
+        raise _error(where, key, "must be a percentage from 0 to 100")
+    return float(raw)
+
+
+def _flag(where: str, key: str, raw: object) -> bool:
+    if not isinstance(raw, bool):
+        raise _error(where, key, "must be true or false")
+    return raw
+
+
+def _text(where: str, key: str, raw: object) -> str | None:
+    if raw is None:
+        return None
+    if not isinstance(raw, str) or not raw.strip():
+        raise _error(where, key, "must be a non-empty string")
+    return raw.strip()
+
+
+# ---------------------------------------------------------------------------- checking
+
+
+def evaluate_gate(rules: GateRules, run_dir: Path) -> list[GateViolation]:
+    """The rules a finished run directory trips (reads only the columns the rules need)."""
+    if not rules.enabled:
+        return []
+    tables = {
+        name: pq.read_table(run_dir / f"{name}.parquet", columns=list(columns))
+        for name, columns in _TABLE_COLUMNS.items()
+    }
+    return check_gate(rules, tables)
+
+
+def check_gate(rules: GateRules, tables: Mapping[str, pa.Table]) -> list[GateViolation]:
+    """The rules that `tables` (findings, devices, tasks) trip, in the order listed (pure)."""
+    findings = tables["findings"]
+    violations: list[GateViolation] = []
+    if rules.max_critical is not None:
+        critical = findings.filter(pc.equal(findings["severity"], "critical"))
+        if critical.num_rows > rules.max_critical:
+            reason = f"{critical.num_rows} critical findings (at most {rules.max_critical})"
+            violations.append(_violation(rules, "max_critical", reason, critical))
+    if rules.max_stalled_tasks is not None:
+        stalled = findings.filter(pc.equal(findings["finding_type"], "stalled_task"))
+        if stalled.num_rows > rules.max_stalled_tasks:
+            reason = f"{stalled.num_rows} stalled tasks (at most {rules.max_stalled_tasks})"
+            violations.append(_violation(rules, "max_stalled_tasks", reason, stalled))
+    if rules.max_drift_percent is not None:
+        drift = _drift_violation(rules, rules.max_drift_percent, findings, tables["devices"])
+        if drift is not None:
+            violations.append(drift)
+    if rules.fail_on_unfinished_tasks:
+        tasks = _in_scope(rules, tables["tasks"])
+        if tasks.num_rows:
+            devices = _device_keys(tasks)
+            reason = (
+                f"{len(devices)} devices of {_scope_name(rules)} have unfinished tasks "
+                "(the platform refuses a new task for them)"
+            )
+            violations.append(_violation(rules, "fail_on_unfinished_tasks", reason, tasks))
+    return violations
+
+
+def _drift_violation(
+    rules: GateRules, limit: float, findings: pa.Table, devices: pa.Table
+) -> GateViolation | None:
+    audited = _in_scope(rules, devices, module_column=None)
+    audited = audited.filter(pc.equal(audited["audit_status"], "ok"))
+    total = len(_device_keys(audited))
+    drift = _in_scope(rules, findings.filter(pc.equal(findings["finding_type"], "version_drift")))
+    drifting = len(_device_keys(drift))
+    percent = 100.0 * drifting / total if total else 0.0
+    if percent <= limit:
+        return None
+    reason = (
+        f"{drifting} of {total} devices of {_scope_name(rules)} drifting "
+        f"({percent:.1f}%, at most {limit:g}%)"
+    )
+    return _violation(rules, "max_drift_percent", reason, drift)
+
+
+def _in_scope(
+    rules: GateRules, table: pa.Table, module_column: str | None = "module_name"
+) -> pa.Table:
+    if rules.product_key is not None:
+        table = table.filter(pc.equal(table["product_key"], rules.product_key))
+    if rules.module is not None and module_column is not None:
+        table = table.filter(pc.equal(table[module_column], rules.module))
+    return table
+
+
+def _scope_name(rules: GateRules) -> str:
+    if rules.product_key is None:
+        return "the fleet"
+    if rules.module is None:
+        return f"product {rules.product_key}"
+    return f"product {rules.product_key} module {rules.module}"
+
+
+def _device_keys(table: pa.Table) -> list[str]:
+    """Distinct `product_key/device_name` of a table's rows, in first-seen order."""
+    keys = table.select(["product_key", "device_name"]).to_pydict()
+    names = (
+        f"{product}/{device}"
+        for product, device in zip(keys["product_key"], keys["device_name"], strict=True)
+        if device is not None  # fleet-wide findings name no device
+    )
+    return list(dict.fromkeys(names))
+
+
+def _violation(rules: GateRules, rule: str, reason: str, rows: pa.Table) -> GateViolation:
+    devices = _device_keys(rows)
+    shown = tuple(devices[: rules.show_devices])
+    return GateViolation(rule, reason, shown, len(devices) - len(shown))
+
+
+def format_violations(violations: list[GateViolation]) -> str:
+    """The lines `run` prints when the gate fails: each rule, its reason and its devices."""
+    if not violations:
+        return "gate: passed"
+    lines = [f"gate: FAILED ({len(violations)} rules tripped)"]
+    for violation in violations:
+        lines.append(f"  {violation.rule}: {violation.reason}")
+        if violation.devices:
+            more = f" and {violation.more_devices} more" if violation.more_devices else ""
+            lines.append(f"    devices: {', '.join(violation.devices)}{more}")
+    return "\n".join(lines)

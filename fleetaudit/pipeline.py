@@ -1,0 +1,375 @@
+"""run_audit: device list -> API calls -> join -> findings -> Parquet, in that order.
+
+Everything below this module takes time, randomness and I/O as parameters; this is the
+one place that wires the real ones together for a run.
+"""
+
+from __future__ import annotations
+
+import random
+import shutil
+import signal
+import time
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+from functools import partial
+from pathlib import Path
+from typing import Any, Protocol
+
+import anyio
+import pyarrow as pa
+
+from fleetaudit.api.client import ClientSettings, OtaClient, open_client
+from fleetaudit.api.stats import ApiStats
+from fleetaudit.audit.findings import (
+    VersionCounts,
+    device_findings,
+    device_not_found_finding,
+    expected_versions,
+    majority_drift_findings,
+    task_age_seconds,
+)
+from fleetaudit.collect import DeviceResult, Lookups, fan_out
+from fleetaudit.config import Policy
+from fleetaudit.devices import read_devices, validate_device_list
+from fleetaudit.errors import AuthError, RunIncomplete, UsageError
+from fleetaudit.models import Credentials, Device, Firmware, Job, ModuleVersion
+from fleetaudit.report.manifest import build_manifest
+from fleetaudit.report.schema import task_row
+from fleetaudit.report.staging import RunStaging, new_run_id, remove_stale_staging
+
+
+@dataclass(frozen=True)
+class RunSettings:
+    """Everything one audit run needs, already validated (see config.py and cli.py)."""
+
+    devices: Path
+    out: Path
+    client: ClientSettings
+    policy: Policy = field(default_factory=Policy)
+    now_ms: int | None = None
+    resume: bool = False
+    min_coverage: float = 0.0
+    # A commit makes finished devices durable; a killed run redoes at most this many.
+    commit_every: int = 1000
+    commit_interval_s: float = 10.0
+    # What the manifest records about the configuration (never credentials).
+    config: Mapping[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class RunOutcome:
+    """A finished run: where its reports are, its manifest, and the exit code it earned."""
+
+    run_dir: Path
+    manifest: Mapping[str, Any]
+    exit_code: int
+
+
+class ProgressSink(Protocol):
+    """Where a run reports progress: a terminal bar, a periodic log line, or nothing."""
+
+    def start(self, total: int, already_done: int, stats: ApiStats) -> None: ...
+
+    def advance(self, audit_status: str) -> None: ...
+
+    def finish(self) -> None: ...
+
+
+async def run_audit(
+    settings: RunSettings,
+    credentials: Credentials,
+    *,
+    clock: Callable[[], float] = time.time,
+    rng: random.Random | None = None,
+    progress: ProgressSink | None = None,
+) -> RunOutcome:
+    """Audit every device of the list and publish the run's reports atomically."""
+    rng = rng or random.Random()
+    total = validate_device_list(settings.devices)
+    started_ms = int(clock() * 1000)
+    staging = _open_staging(settings, started_ms, rng)
+    now_ms = int(staging.meta["now_ms"])
+    try:
+        stats = await _collect(settings, credentials, staging, now_ms, total, rng, progress)
+    except AuthError:
+        if not staging.meta.get("resumed") and not any(staging.committed_batches("devices")):
+            # Nothing useful was written: leave no trace of a run that never started.
+            shutil.rmtree(staging.path, ignore_errors=True)
+        raise
+    _append_majority_findings(staging, settings.policy, stats.expected_keys)
+    await anyio.to_thread.run_sync(staging.commit)
+
+    device_counts = _value_counts(staging, "devices", "audit_status")
+    audited = sum(device_counts.values())
+    covered = audited - device_counts.get("error", 0)
+    coverage = covered / audited if audited else 1.0
+    manifest = build_manifest(
+        run_id=staging.run_id,
+        run_date=staging.meta["run_date"],
+        started_at_ms=int(staging.meta["started_at_ms"]),
+        finished_at_ms=int(clock() * 1000),
+        status="complete",
+        config=dict(settings.config, now=now_ms),
+        device_counts=device_counts,
+        finding_counts=_finding_counts(staging),
+        api_stats=stats.api.as_dict(),
+        extra={
+            "device_list_rows": total,
+            "min_coverage": settings.min_coverage,
+            "coverage_ok": coverage >= settings.min_coverage,
+            "sessions": int(staging.meta.get("sessions", 1)),
+        },
+    )
+    run_dir = await anyio.to_thread.run_sync(staging.finalize, manifest)
+    exit_code = 0 if coverage >= settings.min_coverage else RunIncomplete.exit_code
+    return RunOutcome(run_dir=run_dir, manifest=manifest, exit_code=exit_code)
+
+
+@dataclass
+class _CollectStats:
+    api: ApiStats
+    expected_keys: frozenset[tuple[str, str]]
+
+
+def _open_staging(settings: RunSettings, started_ms: int, rng: random.Random) -> RunStaging:
+    if settings.resume:
+        staging = RunStaging.resume_newest(settings.out)
+        if staging is not None:
+            staging.meta["resumed"] = True
+            staging.meta["sessions"] = int(staging.meta.get("sessions", 1)) + 1
+            staging.save_meta()
+            return staging
+    remove_stale_staging(settings.out, started_ms)
+    run_id = new_run_id(started_ms, rng)
+    meta = {
+        "run_id": run_id,
+        "run_date": time.strftime("%Y-%m-%d", time.gmtime(started_ms / 1000)),
+        "started_at_ms": started_ms,
+        "now_ms": settings.now_ms if settings.now_ms is not None else started_ms,
+        "config": dict(settings.config),
+        "sessions": 1,
+    }
+    return RunStaging.create(settings.out, run_id, meta)
+
+
+async def _collect(
+    settings: RunSettings,
+    credentials: Credentials,
+    staging: RunStaging,
+    now_ms: int,
+    total: int,
+    rng: random.Random,
+    progress: ProgressSink | None,
+) -> _CollectStats:
+    done = _committed_devices(staging)
+    async with open_client(settings.client, credentials, rng=rng) as client:
+        lookups = _lookups_from(staging, client)
+        expected = await _resolve_targets(settings.policy, lookups)
+        _drain_lookups(staging, lookups)
+        recorder = _Recorder(staging, settings.policy, expected, lookups, now_ms)
+        devices = (d for d in read_devices(settings.devices) if _key(d) not in done)
+        if progress:
+            progress.start(total, len(done), client.stats)
+        results_in, results_out = anyio.create_memory_object_stream[DeviceResult](
+            settings.client.concurrency
+        )
+        last_commit = time.monotonic()
+        with anyio.CancelScope() as scope:
+            async with anyio.create_task_group() as group:
+                group.start_soon(_cancel_on_signal, scope)
+                group.start_soon(
+                    partial(fan_out, concurrency=settings.client.concurrency),
+                    client,
+                    lookups,
+                    devices,
+                    results_in,
+                )
+                async with results_out:
+                    async for result in results_out:
+                        recorder.record(result)
+                        if progress:
+                            progress.advance(result.audit.audit_status)
+                        since = time.monotonic() - last_commit
+                        if recorder.pending >= settings.commit_every or (
+                            since >= settings.commit_interval_s
+                        ):
+                            await _commit(staging, recorder)
+                            last_commit = time.monotonic()
+                group.cancel_scope.cancel()
+        # Whatever finished is kept, interrupted or not: a resumed run starts from here.
+        with anyio.CancelScope(shield=True):
+            await _commit(staging, recorder)
+        if progress:
+            progress.finish()
+        if scope.cancelled_caught:
+            raise RunIncomplete(
+                f"interrupted; finished devices are saved in {staging.path}: "
+                "run again with --resume to continue"
+            )
+        return _CollectStats(api=client.stats, expected_keys=frozenset(expected))
+
+
+async def _cancel_on_signal(scope: anyio.CancelScope) -> None:
+    with anyio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
+        async for _ in signals:
+            scope.cancel()
+            return
+
+
+async def _commit(staging: RunStaging, recorder: _Recorder) -> None:
+    recorder.flush()
+    await anyio.to_thread.run_sync(staging.commit)
+
+
+async def _resolve_targets(policy: Policy, lookups: Lookups) -> dict[tuple[str, str], str]:
+    firmware: dict[str, Firmware] = {}
+    for target in policy.targets:
+        if target.firmware_id is None:
+            continue
+        found = await lookups.get_firmware(target.firmware_id)
+        if found is None:
+            failure = lookups.failures[-1] if lookups.failures else None
+            why = f"{failure.error_code}: {failure.error_message}" if failure else "not found"
+            raise UsageError(
+                f"policy target {target.product_key}/{target.module} names firmware "
+                f"{target.firmware_id}, which could not be read ({why})"
+            )
+        firmware[target.firmware_id] = found
+    return expected_versions(policy, firmware)
+
+
+class _Recorder:
+    """Turns device results into rows of every table, buffered until the next commit."""
+
+    def __init__(
+        self,
+        staging: RunStaging,
+        policy: Policy,
+        expected: Mapping[tuple[str, str], str],
+        lookups: Lookups,
+        now_ms: int,
+    ) -> None:
+        self._staging = staging
+        self._policy = policy
+        self._expected = expected
+        self._lookups = lookups
+        self._now_ms = now_ms
+        self.pending = 0
+        self._rows: dict[str, list[object]] = {}
+
+    def record(self, result: DeviceResult) -> None:
+        device = result.device
+        if result.audit.audit_status == "not_found":
+            self._add("findings", [device_not_found_finding(device)])
+        else:
+            findings = device_findings(
+                device,
+                result.modules,
+                result.tasks,
+                expected=self._expected,
+                firmware=self._lookups.firmware_by_id,
+                jobs=self._lookups.jobs_by_key,
+                policy=self._policy,
+                now_ms=self._now_ms,
+            )
+            self._add("findings", findings)
+        self._add("devices", [result.audit])
+        self._add("module_versions", result.modules)
+        self._add(
+            "tasks", [task_row(task, task_age_seconds(task, self._now_ms)) for task in result.tasks]
+        )
+        self._add("errors", result.failures)
+        self.pending += 1
+
+    def flush(self) -> None:
+        _drain_lookups(self._staging, self._lookups)
+        for table, rows in self._rows.items():
+            if rows:
+                self._staging.append(table, rows)
+        self._rows = {}
+        self.pending = 0
+
+    def _add(self, table: str, rows: list[Any]) -> None:
+        if rows:
+            self._rows.setdefault(table, []).extend(rows)
+
+
+def _drain_lookups(staging: RunStaging, lookups: Lookups) -> None:
+    for table, rows in (
+        ("firmware", lookups.new_firmware),
+        ("jobs", lookups.new_jobs),
+        ("errors", lookups.failures),
+    ):
+        if rows:
+            staging.append(table, list(rows))
+            rows.clear()
+
+
+def _lookups_from(staging: RunStaging, client: OtaClient) -> Lookups:
+    """Lookups that already know the firmware and jobs a resumed run wrote."""
+    lookups = Lookups(client)
+    for batch in staging.committed_batches("firmware"):
+        for row in batch.to_pylist():
+            lookups.remember_firmware(Firmware(**_epoch_ms(row, Firmware.__slots__)))
+    for batch in staging.committed_batches("jobs"):
+        for row in batch.to_pylist():
+            lookups.remember_job(Job(**_epoch_ms(row, Job.__slots__)))
+    return lookups
+
+
+def _epoch_ms(row: Mapping[str, Any], names: tuple[str, ...]) -> dict[str, Any]:
+    """A row read back from Parquet, with timestamps turned back into epoch milliseconds."""
+    values: dict[str, Any] = {}
+    for name in names:
+        value = row.get(name)
+        values[name] = round(value.timestamp() * 1000) if isinstance(value, datetime) else value
+    return values
+
+
+def _committed_devices(staging: RunStaging) -> set[tuple[str, str]]:
+    done: set[tuple[str, str]] = set()
+    for batch in staging.committed_batches("devices"):
+        keys = batch.select(["product_key", "device_name"]).to_pydict()
+        done.update(zip(keys["product_key"], keys["device_name"], strict=True))
+    return done
+
+
+def _key(device: Device) -> tuple[str, str]:
+    return (device.product_key, device.device_name)
+
+
+def _module_rows(staging: RunStaging) -> Iterator[ModuleVersion]:
+    for batch in staging.committed_batches("module_versions"):
+        for row in batch.to_pylist():
+            yield ModuleVersion(**{name: row[name] for name in ModuleVersion.__slots__})
+
+
+def _append_majority_findings(
+    staging: RunStaging, policy: Policy, targeted: frozenset[tuple[str, str]]
+) -> None:
+    """Fleet-majority drift needs the whole run: count first, then judge, both streamed."""
+    counts = VersionCounts()
+    for module in _module_rows(staging):
+        counts.add(module.product_key, module.module_name, module.module_version)
+    findings = list(majority_drift_findings(_module_rows(staging), counts, targeted))
+    if findings:
+        staging.append("findings", findings)
+
+
+def _value_counts(staging: RunStaging, table: str, column: str) -> dict[str, int]:
+    counts: dict[str, int] = {}
+    for batch in staging.committed_batches(table):
+        for entry in pa.compute.value_counts(batch.column(column)).to_pylist():
+            counts[str(entry["values"])] = counts.get(str(entry["values"]), 0) + entry["counts"]
+    return counts
+
+
+def _finding_counts(staging: RunStaging) -> dict[tuple[str, str], int]:
+    counts: dict[tuple[str, str], int] = {}
+    for batch in staging.committed_batches("findings"):
+        pairs = batch.select(["finding_type", "severity"]).to_pydict()
+        for pair in zip(pairs["finding_type"], pairs["severity"], strict=True):
+            counts[pair] = counts.get(pair, 0) + 1
+    return counts
