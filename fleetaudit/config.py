@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
+import os
 import re
 import tomllib
 from collections.abc import Mapping
@@ -212,7 +213,8 @@ def _job_endpoint(path: Path, key: str, raw: object, base: Path) -> str:
 
 def _job_path(path: Path, key: str, raw: object, base: Path) -> Path:
     text = _string(path, key, raw)
-    return base / Path(text).expanduser()
+    # normpath keeps `jobs/../out` readable as `out` in messages and the manifest.
+    return Path(os.path.normpath(base / Path(text).expanduser()))
 
 
 def _job_positive(path: Path, key: str, raw: object, base: Path) -> float:

@@ -67,12 +67,13 @@ def run_summary(run_dir: Path) -> str:
 
 
 def _query_hint(run_dir: Path) -> str:
-    findings = run_dir / "findings.parquet"
-    query = (
-        f"SELECT finding_type, severity, count(*) AS n FROM '{findings}' "
-        "GROUP BY ALL ORDER BY n DESC"
+    every_run = run_dir.parent.parent / "run_date=*" / "run_id=*" / "findings.parquet"
+    return (
+        f"More: fleetaudit summary {run_dir}\n"
+        "Query every run with SQL (DuckDB reads the run_date/run_id partitions from the path):\n"
+        "  SELECT run_id, finding_type, severity, count(*) AS n\n"
+        f"  FROM '{every_run}' GROUP BY ALL ORDER BY n DESC"
     )
-    return f'Query it (details: fleetaudit summary {run_dir}):\n  duckdb -c "{query}"'
 
 
 def _header(manifest: Mapping[str, Any]) -> str:
