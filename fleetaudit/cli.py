@@ -62,6 +62,20 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument(
         "--resume", action="store_true", default=None, help="continue the newest unfinished run"
     )
+    run.add_argument(
+        "--min-coverage",
+        type=float,
+        metavar="F",
+        help="share of devices (0..1) that must get a definite answer, else exit 4",
+    )
+    run.add_argument(
+        "--log-format",
+        choices=("text", "json"),
+        help="progress lines when not on a terminal (default: text)",
+    )
+    run.add_argument(
+        "--metrics", type=Path, metavar="PATH", help="write a Prometheus textfile here"
+    )
     run.set_defaults(handler=_run_command)
 
     emulator = commands.add_parser(

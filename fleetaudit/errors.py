@@ -9,6 +9,7 @@ place that maps them to process exit codes (see docs/REPORTS.md):
     ├── AuthError             exit 3: credentials, signature, clock skew or permission:
     │                         the whole run stops at once, nothing is retried
     ├── RunIncomplete         exit 4: aborted or too many failures; the run can be resumed
+    ├── LockHeld              exit 4: another run holds OUT/.lock; nothing was done
     └── ApiError              one API call failed (raised inside the client)
         ├── TransientError    worth retrying: throttling, 5xx, timeouts, broken bodies
         └── CallFailed        final: not retryable, or retries exhausted. Carries a
@@ -72,6 +73,13 @@ class AuthError(FleetauditError):
 class RunIncomplete(FleetauditError):
     """The run stopped before auditing every device; `--resume` continues it."""
 
+    exit_code = EXIT_INCOMPLETE
+
+
+class LockHeld(FleetauditError):
+    """Another fleetaudit run is writing to the same output directory; nothing was done."""
+
+    # Like an incomplete run: this run did not happen, and cron should say so.
     exit_code = EXIT_INCOMPLETE
 
 

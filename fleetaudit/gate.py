@@ -239,7 +239,8 @@ def format_violations(violations: list[GateViolation]) -> str:
     """The lines `run` prints when the gate fails: each rule, its reason and its devices."""
     if not violations:
         return "gate: passed"
-    lines = [f"gate: FAILED ({len(violations)} rules tripped)"]
+    rules = "rule" if len(violations) == 1 else "rules"
+    lines = [f"gate: FAILED ({len(violations)} {rules} tripped)"]
     for violation in violations:
         lines.append(f"  {violation.rule}: {violation.reason}")
         if violation.devices:

@@ -93,11 +93,14 @@ async def run_audit(
     now_ms = int(staging.meta["now_ms"])
     try:
         stats = await _collect(settings, credentials, staging, now_ms, total, rng, progress)
-    except AuthError:
+    except (AuthError, BaseExceptionGroup) as error:
+        auth = _only_auth_error(error)
+        if auth is None:
+            raise
         if not staging.meta.get("resumed") and not any(staging.committed_batches("devices")):
             # Nothing useful was written: leave no trace of a run that never started.
             shutil.rmtree(staging.path, ignore_errors=True)
-        raise
+        raise auth from None
     _append_majority_findings(staging, settings.policy, stats.expected_keys)
     await anyio.to_thread.run_sync(staging.commit)
 
@@ -125,6 +128,17 @@ async def run_audit(
     run_dir = await anyio.to_thread.run_sync(staging.finalize, manifest)
     exit_code = 0 if coverage >= settings.min_coverage else RunIncomplete.exit_code
     return RunOutcome(run_dir=run_dir, manifest=manifest, exit_code=exit_code)
+
+
+def _only_auth_error(error: BaseException) -> AuthError | None:
+    """The AuthError behind `error`, also when task groups wrapped it (and nothing else)."""
+    if isinstance(error, AuthError):
+        return error
+    if isinstance(error, BaseExceptionGroup):
+        auth, rest = error.split(AuthError)
+        if auth is not None and rest is None:
+            return _only_auth_error(auth.exceptions[0])
+    return None
 
 
 @dataclass

@@ -5,16 +5,22 @@ from __future__ import annotations
 import argparse
 import sys
 from collections.abc import Callable
+from functools import partial
 from pathlib import Path
 from typing import Any, TextIO
 
 import anyio
+import orjson
 
 from fleetaudit.api.client import DEFAULT_QUOTAS, ClientSettings, RetryPolicy
 from fleetaudit.config import JobSettings, Policy, load_job, load_policy, merge, parse_iso8601
-from fleetaudit.errors import UsageError
+from fleetaudit.errors import EXIT_GATE_FAILED, EXIT_OK, UsageError
+from fleetaudit.gate import evaluate_gate, format_violations, parse_gate
+from fleetaudit.lock import run_lock
+from fleetaudit.metrics import write_metrics
 from fleetaudit.models import Credentials
-from fleetaudit.pipeline import RunOutcome, RunSettings, run_audit
+from fleetaudit.pipeline import RunSettings, run_audit
+from fleetaudit.progress import choose_progress
 from fleetaudit.report.summary import run_summary
 
 DEFAULT_OUT = Path("reports")
@@ -34,6 +40,9 @@ def job_from_args(args: argparse.Namespace) -> JobSettings:
         concurrency=args.concurrency,
         now=now,
         resume=args.resume,
+        log_format=args.log_format,
+        metrics=args.metrics,
+        min_coverage=args.min_coverage,
     )
     return merge(job, overrides)
 
@@ -60,6 +69,8 @@ def run_settings(job: JobSettings) -> RunSettings:
         raise UsageError("no endpoint: give --endpoint URL or `endpoint` in the job file")
     if job.devices is None:
         raise UsageError("no device list: give --devices PATH or `devices` in the job file")
+    if job.min_coverage is not None and not 0.0 <= job.min_coverage <= 1.0:
+        raise UsageError(f"min coverage must be between 0 and 1, not {job.min_coverage}")
     policy = load_policy(job.policy) if job.policy else Policy()
     retry = RetryPolicy(attempts=job.retry_attempts) if job.retry_attempts else RetryPolicy()
     client_options: dict[str, Any] = {}
@@ -111,11 +122,29 @@ def manifest_config(job: JobSettings, client: ClientSettings) -> dict[str, Any]:
 def run_from_args(
     args: argparse.Namespace,
     credentials_from_env: Callable[[], Credentials],
-    out: TextIO = sys.stdout,
+    out: TextIO | None = None,
 ) -> int:
+    """Run one audit as the command line and job file say; returns the exit code."""
     job = job_from_args(args)
     settings = run_settings(job)
+    rules = parse_gate(job.gate or {})
     credentials = credentials_from_env()
-    outcome: RunOutcome = anyio.run(run_audit, settings, credentials)
+    # Progress goes to stderr so the summary on stdout stays clean for pipes and mail.
+    progress = choose_progress(sys.stderr, job.log_format, quotas=settings.client.quotas)
+    with run_lock(settings.out):
+        outcome = anyio.run(partial(run_audit, settings, credentials, progress=progress))
+    # sys.stdout is read now, not at import, so a redirected stdout gets the summary.
+    out = out or sys.stdout
     print(run_summary(outcome.run_dir), file=out)
-    return outcome.exit_code
+    code = outcome.exit_code
+    if code != EXIT_OK:
+        print(f"coverage below min_coverage {settings.min_coverage}: exit {code}", file=out)
+    violations = evaluate_gate(rules, outcome.run_dir)
+    if violations:
+        print(format_violations(violations), file=out)
+        # An incomplete run (4) says more than a tripped gate (1).
+        code = code or EXIT_GATE_FAILED
+    if job.metrics:
+        manifest = orjson.loads((outcome.run_dir / "manifest.json").read_bytes())
+        write_metrics(job.metrics, manifest, exit_code=code)
+    return code

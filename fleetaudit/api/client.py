@@ -75,9 +75,8 @@ class ClientSettings:
             raise ValueError("concurrency must be at least 1")
         if self.method not in ("POST", "GET"):
             raise ValueError("method must be POST or GET")
-        missing = [action for action in ACTIONS if action not in self.quotas]
-        if missing:
-            raise ValueError(f"no quota for {', '.join(missing)}")
+        if any(rate <= 0 for rate in self.quotas.values()):
+            raise ValueError("every quota must be a positive number of calls per second")
 
 
 @dataclass(frozen=True, slots=True)
@@ -142,9 +141,13 @@ class OtaClient:
         self._sleep = sleep
         self._rng = rng
         self._clock = clock
-        self._budget = RateBudget(settings.quotas, sleep=sleep)
+        # An action left out of `quotas` keeps its documented default.
+        self._budget = RateBudget({**DEFAULT_QUOTAS, **settings.quotas}, sleep=sleep)
         self._slots = asyncio.Semaphore(settings.concurrency)
         self._url = URL(settings.endpoint)
+        # Once the platform refuses our identity, every later call fails the same way
+        # without being sent: the run is over, and hammering a bad key helps nobody.
+        self._auth_error: AuthError | None = None
 
     def __repr__(self) -> str:
         return f"OtaClient(endpoint={self._settings.endpoint!r}, credentials={self._credentials!r})"
@@ -155,7 +158,7 @@ class OtaClient:
         """Every module version the device reports (all pages of 200)."""
         subject = _Subject(product_key=device.product_key, device_name=device.device_name)
         modules: list[ModuleVersion] = []
-        async for items in self.pages(
+        async for items in self._pages(
             protocol.LIST_MODULE_VERSIONS,
             lambda page: protocol.module_versions_params(device, page, protocol.MODULE_PAGE_SIZE),
             "SimpleOTAModuleInfo",
@@ -192,7 +195,7 @@ class OtaClient:
         """Every job of a firmware that concerns the device (all pages of 100)."""
         subject = _Subject(product_key, device_name, firmware_id)
         jobs: list[Job] = []
-        async for items in self.pages(
+        async for items in self._pages(
             protocol.LIST_JOBS,
             lambda page: protocol.jobs_params(
                 product_key, device_name, firmware_id, page, protocol.JOB_PAGE_SIZE
@@ -220,7 +223,7 @@ class OtaClient:
 
     # --- paging, retries, pacing ----------------------------------------------------------
 
-    async def pages(
+    async def _pages(
         self,
         action: str,
         params_for_page: Callable[[int], dict[str, str]],
@@ -238,6 +241,7 @@ class OtaClient:
             try:
                 more = protocol.has_more_pages(envelope, page, page_size, seen, len(items))
             except ApiError as error:
+                self.stats.action(action).failures += 1
                 raise self._failed(action, subject, error, attempts=1) from None
             if not more:
                 return
@@ -247,6 +251,8 @@ class OtaClient:
         self, action: str, params: Mapping[str, str], subject: _Subject
     ) -> dict[str, Any]:
         """One logical call: paced, retried on transient errors, its outcome counted."""
+        if self._auth_error is not None:
+            raise AuthError(self._auth_error.code, self._auth_error.message)
         stats = self.stats.action(action)
         stats.calls += 1
         budget = self._budget[action]
@@ -256,6 +262,8 @@ class OtaClient:
         attempt = 0
         while True:
             attempt += 1
+            # Pace first, then take a slot: a call waiting for its action's pace holds no
+            # slot that a call of another action could use.
             await budget.acquire()
             # The deadline starts at the first send, not while queued behind the pace.
             deadline = deadline if deadline is not None else loop.time() + policy.timeout
@@ -274,8 +282,9 @@ class OtaClient:
                 log.debug("%s attempt %d: %s; retrying in %.2fs", action, attempt, error, delay)
                 await self._sleep(delay)
                 continue
-            except AuthError:
+            except AuthError as error:
                 stats.failures += 1
+                self._auth_error = error
                 raise
             except ApiError as error:
                 stats.failures += 1
@@ -333,7 +342,7 @@ class OtaClient:
                 return _Answer(response.status, body, retry_after)
         except TimeoutError:
             raise TransientError("Timeout", "no answer in time") from None
-        except aiohttp.ClientError as error:
+        except (aiohttp.ClientError, OSError) as error:
             # The class name says enough; str(error) may quote the signed URL.
             raise TransientError("ConnectionError", type(error).__name__) from None
 

@@ -54,7 +54,9 @@ class ActionBudget:
     async def acquire(self) -> None:
         """Wait for this action's next start slot (and any pause the server asked for)."""
         loop = asyncio.get_running_loop()
-        while (wait := self._paused_until - loop.time()) > 0:
+        # One sleep, not a loop: a pause extended meanwhile is caught by the next throttle,
+        # and an injected sleep that does not move the loop's clock cannot spin here.
+        if (wait := self._paused_until - loop.time()) > 0:
             await self._sleep(wait)
         await self._limiter.acquire()
 

@@ -1,0 +1,154 @@
+"""The command line end to end: auth and input failures, `summary`, and `run --help`."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pytest
+from aiohttp import web
+from conftest import FIXED_NOW, emulator_url
+
+from fleetaudit import cli
+from fleetaudit.api.client import ACTIONS
+from fleetaudit.emulator.app import STATS_KEY
+from fleetaudit.emulator.fleet import FleetDevice, FleetFirmware, StaticFleet
+
+KEY_ID = "cli-key"
+SECRET = "cli-Secret-51be07"
+NOW_MS = int(FIXED_NOW * 1000)
+UNLIMITED = dict.fromkeys(ACTIONS, 0.0)
+REPORTS_MD = Path(__file__).resolve().parents[1] / "docs" / "REPORTS.md"
+
+
+def tiny_fleet(size: int = 30) -> StaticFleet:
+    """`size` devices of product pk1 on version 1.0.0, and firmware F1 (2.0.0)."""
+    devices = [
+        FleetDevice("pk1", f"d{i:02d}", f"iot-d{i:02d}", {"default": "1.0.0"}) for i in range(size)
+    ]
+    firmware = FleetFirmware(
+        "F1", "fw", "pk1", "", "default", "", "2.0.0", 1, 0, "MD5", "abc", 1, 100,
+        "https://ota.example.com/fw/F1.bin", NOW_MS, NOW_MS,
+    )  # fmt: skip
+    return StaticFleet(devices, firmware=[firmware])
+
+
+def write_devices(tmp_path: Path, fleet: StaticFleet) -> Path:
+    path = tmp_path / "devices.csv"
+    rows = [",".join(row) for row in fleet.iter_device_list()]
+    path.write_text("\n".join(["product_key,device_name,iot_id", *rows]) + "\n", encoding="utf-8")
+    return path
+
+
+def write_policy(tmp_path: Path) -> Path:
+    path = tmp_path / "policy.toml"
+    path.write_text(
+        '[[targets]]\nproduct_key = "pk1"\nmodule = "default"\nfirmware_id = "F1"\n',
+        encoding="utf-8",
+    )
+    return path
+
+
+def run_argv(url: str, devices: Path, out: Path, *extra: str) -> list[str]:
+    return ["run", "--endpoint", url, "--devices", str(devices), "--out", str(out), *extra]
+
+
+def requests_seen(app: web.Application) -> int:
+    """Every request the emulator received, whatever became of it."""
+    stats = app[STATS_KEY]
+    counters = (stats.served, stats.throttled, stats.faults, stats.rejected)
+    return sum(sum(counter.values()) for counter in counters)
+
+
+def set_credentials(monkeypatch: pytest.MonkeyPatch, secret: str = SECRET) -> None:
+    monkeypatch.setenv("FLEETAUDIT_ACCESS_KEY_ID", KEY_ID)
+    monkeypatch.setenv("FLEETAUDIT_ACCESS_KEY_SECRET", secret)
+
+
+@pytest.mark.parametrize(("with_policy", "most"), [(True, 1), (False, 8)])
+def test_wrong_secret_stops_at_once(
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    with_policy: bool,
+    most: int,
+) -> None:
+    """A wrong secret exits 3 naming the cause, leaves no run and sends no retries."""
+    set_credentials(monkeypatch, secret="not-the-secret")
+    fleet = tiny_fleet()
+    out = tmp_path / "out"
+    extra = ["--concurrency", "4", "--qps", "1000"]
+    if with_policy:
+        extra += ["--policy", str(write_policy(tmp_path))]
+    with emulator_url(fleet, credentials={KEY_ID: SECRET}, quotas=UNLIMITED) as (url, app):
+        code = cli.main(run_argv(url, write_devices(tmp_path, fleet), out, *extra))
+    err = capsys.readouterr().err
+    assert code == 3
+    assert "SignatureDoesNotMatch" in err
+    assert "not-the-secret" not in err
+    assert not list(out.glob("run_date=*"))
+    # No LATEST and no staged parts: only the run lock, which is never deleted (see lock.py).
+    assert [p.name for p in out.rglob("*") if p.is_file()] == [".lock"]
+    seen = requests_seen(app)
+    assert 1 <= seen <= most
+    assert dict(app[STATS_KEY].rejected) == {"SignatureDoesNotMatch": seen}
+
+
+def test_malformed_device_list_calls_nothing(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A bad row exits 2 naming the file and line, before any request is sent."""
+    set_credentials(monkeypatch)
+    devices = tmp_path / "devices.csv"
+    devices.write_text("product_key,device_name\npk1,d00\npk1,\npk1,d01\n", encoding="utf-8")
+    out = tmp_path / "out"
+    with emulator_url(tiny_fleet(), credentials={KEY_ID: SECRET}) as (url, app):
+        code = cli.main(run_argv(url, devices, out))
+    err = capsys.readouterr().err
+    assert code == 2
+    assert str(devices) in err
+    assert "line 3" in err
+    assert requests_seen(app) == 0
+    assert not list(out.glob("run_date=*"))
+
+
+def test_summary_prints_the_run(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`fleetaudit summary RUN_DIR` of a finished run exits 0 and names the run."""
+    set_credentials(monkeypatch)
+    fleet = tiny_fleet(3)
+    out = tmp_path / "out"
+    with emulator_url(fleet, credentials={KEY_ID: SECRET}, quotas=UNLIMITED) as (url, _):
+        assert cli.main(run_argv(url, write_devices(tmp_path, fleet), out, "--qps", "1000")) == 0
+    run_dir = out / (out / "LATEST").read_text(encoding="utf-8").strip()
+    capsys.readouterr()
+    assert cli.main(["summary", str(run_dir)]) == 0
+    assert run_dir.name.removeprefix("run_id=") in capsys.readouterr().out
+
+
+def test_summary_of_a_non_run_is_a_usage_error(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`fleetaudit summary` of a directory without manifest.json exits 2 and says why."""
+    assert cli.main(["summary", str(tmp_path)]) == 2
+    assert "not a finished run directory" in capsys.readouterr().err
+
+
+def contract_run_options() -> list[str]:
+    """The options of `fleetaudit run` in docs/REPORTS.md's synopsis."""
+    text = REPORTS_MD.read_text(encoding="utf-8")
+    synopsis = text[text.index("fleetaudit run ") : text.index("fleetaudit emulator ")]
+    return re.findall(r"--[a-z][a-z-]*", synopsis)
+
+
+def test_run_help_lists_the_contract_options(capsys: pytest.CaptureFixture[str]) -> None:
+    """Every option of the contract's `fleetaudit run` synopsis appears in `run --help`."""
+    options = contract_run_options()
+    with pytest.raises(SystemExit) as exited:
+        cli.main(["run", "--help"])
+    help_text = capsys.readouterr().out
+    assert exited.value.code == 0
+    assert len(options) >= 8
+    assert [o for o in options if o not in help_text] == []
+    assert "JOB.toml" in help_text
