@@ -13,7 +13,13 @@ from pathlib import Path
 import anyio
 
 from fleetaudit import __version__
-from fleetaudit.errors import EXIT_USAGE, FleetauditError, UsageError, exit_code_for
+from fleetaudit.errors import (
+    EXIT_INCOMPLETE,
+    EXIT_USAGE,
+    FleetauditError,
+    UsageError,
+    exit_code_for,
+)
 from fleetaudit.models import Credentials
 
 log = logging.getLogger("fleetaudit")
@@ -142,6 +148,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     except FleetauditError as error:
         print(f"fleetaudit: error: {error}", file=sys.stderr)
         return exit_code_for(error)
+    except OSError as error:
+        # A full disk or an unwritable OUT: what was committed stays, --resume continues.
+        print(f"fleetaudit: error: {error}", file=sys.stderr)
+        return EXIT_INCOMPLETE
     except KeyboardInterrupt:
         print("fleetaudit: interrupted", file=sys.stderr)
         return exit_code_for(KeyboardInterrupt())

@@ -178,6 +178,8 @@ class JobSettings:
     log_format: str | None = None  # "text" | "json"
     metrics: Path | None = None
     min_coverage: float | None = None  # 0..1
+    # Devices per durable commit: a killed run fetches at most this many again.
+    commit_every: int | None = None
     gate: Mapping[str, Any] | None = None
 
 
@@ -294,6 +296,7 @@ _JOB_PARSERS = {
     "log_format": _job_log_format,
     "metrics": _job_path,
     "min_coverage": _job_fraction,
+    "commit_every": _job_count,
     "gate": _job_gate,
 }
 

@@ -39,6 +39,12 @@ from fleetaudit.report.manifest import build_manifest
 from fleetaudit.report.schema import task_row
 from fleetaudit.report.staging import RunStaging, new_run_id, remove_stale_staging
 
+# Marks the journal line that holds the fleet-majority findings (see staging.commit).
+_MAJORITY_TAG = "majority_findings"
+_MODULES_ACTION = "ListOTAModuleVersionsByDevice"
+# How often a run's progress sink hears from it even when no device finishes.
+_TICK_S = 1.0
+
 
 @dataclass(frozen=True)
 class RunSettings:
@@ -74,6 +80,9 @@ class ProgressSink(Protocol):
 
     def advance(self, audit_status: str) -> None: ...
 
+    def tick(self) -> None:
+        """Called about every `_TICK_S` seconds, so the sink can speak while no device ends."""
+
     def finish(self) -> None: ...
 
 
@@ -93,16 +102,18 @@ async def run_audit(
     now_ms = int(staging.meta["now_ms"])
     try:
         stats = await _collect(settings, credentials, staging, now_ms, total, rng, progress)
-    except (AuthError, BaseExceptionGroup) as error:
-        auth = _only_auth_error(error)
-        if auth is None:
+    except (AuthError, UsageError, BaseExceptionGroup) as error:
+        stopped = error if isinstance(error, UsageError) else _only_auth_error(error)
+        if stopped is None:
             raise
         if not staging.meta.get("resumed") and not any(staging.committed_batches("devices")):
             # Nothing useful was written: leave no trace of a run that never started.
             shutil.rmtree(staging.path, ignore_errors=True)
-        raise auth from None
-    _append_majority_findings(staging, settings.policy, stats.expected_keys)
-    await anyio.to_thread.run_sync(staging.commit)
+        raise stopped from None
+    if _MAJORITY_TAG not in staging.committed_tags():
+        # Judged once per run: a session that died after this commit must not add them again.
+        _append_majority_findings(staging, settings.policy, stats.expected_keys)
+        await anyio.to_thread.run_sync(staging.commit, _MAJORITY_TAG)
 
     device_counts = _value_counts(staging, "devices", "audit_status")
     audited = sum(device_counts.values())
@@ -193,6 +204,8 @@ async def _collect(
         with anyio.CancelScope() as scope:
             async with anyio.create_task_group() as group:
                 group.start_soon(_cancel_on_signal, scope)
+                if progress:
+                    group.start_soon(_tick_every, _TICK_S, progress)
                 group.start_soon(
                     partial(fan_out, concurrency=settings.client.concurrency),
                     client,
@@ -232,6 +245,13 @@ async def _cancel_on_signal(scope: anyio.CancelScope) -> None:
             return
 
 
+async def _tick_every(interval_s: float, progress: ProgressSink) -> None:
+    # Runs until the task group is cancelled at the end of the run.
+    while True:
+        await anyio.sleep(interval_s)
+        progress.tick()
+
+
 async def _commit(staging: RunStaging, recorder: _Recorder) -> None:
     recorder.flush()
     await anyio.to_thread.run_sync(staging.commit)
@@ -246,10 +266,14 @@ async def _resolve_targets(policy: Policy, lookups: Lookups) -> dict[tuple[str, 
         if found is None:
             failure = lookups.failures[-1] if lookups.failures else None
             why = f"{failure.error_code}: {failure.error_message}" if failure else "not found"
-            raise UsageError(
+            problem = (
                 f"policy target {target.product_key}/{target.module} names firmware "
                 f"{target.firmware_id}, which could not be read ({why})"
             )
+            if failure is not None and failure.attempts > 1:
+                # Retried and still failing: the platform is in trouble, not the policy.
+                raise RunIncomplete(problem + "; try again later")
+            raise UsageError(problem)
         firmware[target.firmware_id] = found
     return expected_versions(policy, firmware)
 
@@ -277,7 +301,9 @@ class _Recorder:
         device = result.device
         if result.audit.audit_status == "not_found":
             self._add("findings", [device_not_found_finding(device)])
-        else:
+        elif _modules_listed(result):
+            # Without its module list a device would look as if it lacked every targeted
+            # module; its devices and errors rows already say it could not be audited.
             findings = device_findings(
                 device,
                 result.modules,
@@ -308,6 +334,10 @@ class _Recorder:
     def _add(self, table: str, rows: list[Any]) -> None:
         if rows:
             self._rows.setdefault(table, []).extend(rows)
+
+
+def _modules_listed(result: DeviceResult) -> bool:
+    return not any(f.action == _MODULES_ACTION for f in result.failures)
 
 
 def _drain_lookups(staging: RunStaging, lookups: Lookups) -> None:

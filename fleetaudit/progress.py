@@ -154,6 +154,10 @@ class TerminalProgress:
 
     def advance(self, audit_status: str) -> None:
         self._tracker.advance(audit_status)
+        self.tick()
+
+    def tick(self) -> None:
+        """Redraw if due, device or not: rates and ETA move while calls are throttled."""
         # Redrawing on every device would spend more time on the terminal than on the audit.
         if self._last_draw is None or self._clock() - self._last_draw >= self._interval:
             self._draw()
@@ -214,6 +218,10 @@ class LogProgress:
 
     def advance(self, audit_status: str) -> None:
         self._tracker.advance(audit_status)
+        self.tick()
+
+    def tick(self) -> None:
+        """A line if one is due, device or not: a throttled run must not look hung in logs."""
         if self._clock() - self._last_line >= self._every_s:
             self._emit("progress")
 

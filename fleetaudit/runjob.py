@@ -96,6 +96,7 @@ def run_settings(job: JobSettings) -> RunSettings:
         now_ms=job.now,
         resume=bool(job.resume),
         min_coverage=job.min_coverage or 0.0,
+        commit_every=job.commit_every or RunSettings.commit_every,
         config=manifest_config(job, client),
     )
 

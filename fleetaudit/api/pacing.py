@@ -1,10 +1,13 @@
-"""A rate budget per API action on aiolimiter, adaptive when the platform throttles.
+"""A rate budget per API action, adaptive when the platform throttles.
 
 Quota and concurrency are two knobs: this module only spaces call *starts* so that an
 action never goes above its quota in any window, however short; how many calls are in
-flight at once is the client's semaphore. Each action has a leaky bucket of capacity one
-draining at the current rate, so calls start evenly spaced (`AsyncLimiter(10, 1)` would
-let ten go at once, which a platform counting per 100 ms window throttles).
+flight at once is the client's semaphore. Each call reserves the next start on an ideal
+schedule 1/rate apart, so calls start evenly spaced (a bucket that let ten go at once
+would be throttled by a platform counting per 100 ms window). The schedule, not the
+moment a timer really fired, sets the next start: asyncio timers wake up to a
+millisecond late, and a leaky bucket of capacity one (aiolimiter's) loses every late
+wake-up for good, about 10% of a 100/s quota (measured: BENCHMARKS.md).
 
 On a throttling answer the action pauses for the server's hint and its rate drops
 multiplicatively; each answered call then adds a little back until the configured quota
@@ -16,8 +19,6 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Awaitable, Callable, Mapping
-
-from aiolimiter import AsyncLimiter
 
 Sleep = Callable[[float], Awaitable[object]]
 
@@ -34,14 +35,14 @@ DECREASE_HOLD_SECONDS = 1.0
 class ActionBudget:
     """The pace of one action: evenly spaced starts at an adaptive rate up to the quota."""
 
-    __slots__ = ("_last_decrease", "_limiter", "_paused_until", "_quota", "_rate", "_sleep")
+    __slots__ = ("_last_decrease", "_next_start", "_paused_until", "_quota", "_rate", "_sleep")
 
     def __init__(self, quota: float, *, sleep: Sleep = asyncio.sleep) -> None:
         if quota <= 0:
             raise ValueError("a quota must be positive")
         self._quota = quota * HEADROOM
         self._rate = self._quota
-        self._limiter = AsyncLimiter(1, 1.0 / self._rate)
+        self._next_start = float("-inf")  # loop time of the next free start slot
         self._paused_until = float("-inf")
         self._last_decrease = float("-inf")
         self._sleep = sleep
@@ -58,7 +59,14 @@ class ActionBudget:
         # and an injected sleep that does not move the loop's clock cannot spin here.
         if (wait := self._paused_until - loop.time()) > 0:
             await self._sleep(wait)
-        await self._limiter.acquire()
+        # Reserve a slot before waiting: concurrent callers queue up on distinct slots, and
+        # after an idle spell the schedule restarts from now (no burst). The slot wait is
+        # the loop's own sleep, as pacing is real time even where retries sleep is injected.
+        now = loop.time()
+        start = max(now, self._next_start)
+        self._next_start = start + 1.0 / self._rate
+        if start > now:
+            await asyncio.sleep(start - now)
 
     def throttled(self, retry_after: float | None) -> None:
         """The platform throttled a call: pause for its hint and slow down."""
@@ -75,11 +83,8 @@ class ActionBudget:
             self._set_rate(min(self._quota, self._rate + self._quota * INCREASE))
 
     def _set_rate(self, rate: float) -> None:
+        # Slots already reserved keep their spacing; the next reservation uses the new rate.
         self._rate = rate
-        # aiolimiter has no public way to change a live limiter's rate; time_period is
-        # public and _rate_per_sec is derived from it in __init__, so keep both in step.
-        self._limiter.time_period = 1.0 / rate
-        self._limiter._rate_per_sec = rate
 
 
 class RateBudget:

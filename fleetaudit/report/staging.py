@@ -4,7 +4,7 @@ The only module that writes a run's files. A run lives in `OUT/.staging/RUN_ID/`
 is complete:
 
     meta.json          run id, schema version and the caller's settings (written once)
-    journal.jsonl      one line per commit naming that commit's part files
+    journal.jsonl      one line per commit naming that commit's part files (and its tag)
     parts/NNNNNN.TABLE.parquet
     final/             built by finalize, then renamed to OUT/run_date=D/run_id=RUN_ID
 
@@ -109,6 +109,7 @@ class RunStaging:
         self.path = out / STAGING_DIR / run_id
         self.meta = meta
         self._committed: list[dict[str, str]] = []  # per commit: table -> part file name
+        self._tags: set[str] = set()  # tags of committed commits (see `commit`)
         self._rows: dict[str, int] = dict.fromkeys(TABLES, 0)
         self._pending: dict[str, list[pa.RecordBatch]] = {}
         self._pending_rows = 0
@@ -184,8 +185,12 @@ class RunStaging:
             self._pending.setdefault(table, []).append(rows_to_batch(table, rows))
             self._pending_rows += len(rows)
 
-    def commit(self) -> None:
-        """Make everything appended so far durable: parts first, then the journal line."""
+    def commit(self, tag: str | None = None) -> None:
+        """Make everything appended so far durable: parts first, then the journal line.
+
+        A `tag` is recorded in the same journal line, so "this step's rows are committed"
+        is known atomically with the rows themselves (see `committed_tags`).
+        """
         if not self._pending:
             return
         seq = len(self._committed) + 1
@@ -198,16 +203,25 @@ class RunStaging:
             parts[table] = name
             rows[table] = data.num_rows
         _fsync_dir(self.path / _PARTS)
-        line = orjson.dumps({"seq": seq, "parts": parts, "rows": rows}) + b"\n"
+        entry: dict[str, object] = {"seq": seq, "parts": parts, "rows": rows}
+        if tag is not None:
+            entry["tag"] = tag
+        line = orjson.dumps(entry) + b"\n"
         with (self.path / _JOURNAL).open("ab") as journal:
             journal.write(line)
             journal.flush()
             os.fsync(journal.fileno())
         self._committed.append(parts)
+        if tag is not None:
+            self._tags.add(tag)
         for table, n in rows.items():
             self._rows[table] += n
         self._pending.clear()
         self._pending_rows = 0
+
+    def committed_tags(self) -> frozenset[str]:
+        """The tags of every committed commit (an earlier session's included)."""
+        return frozenset(self._tags)
 
     def committed_batches(self, table: str) -> Iterator[pa.RecordBatch]:
         """Every committed batch of `table`, in commit order (pending rows are not included)."""
@@ -278,10 +292,12 @@ class RunStaging:
             entry = _parse_journal_line(line)
             if entry is None:
                 break  # a torn append: it and anything after it never committed
-            seq, parts, rows = entry
+            seq, parts, rows, tag = entry
             if seq != len(self._committed) + 1:
                 break
             self._committed.append(parts)
+            if tag is not None:
+                self._tags.add(tag)
             for table, n in rows.items():
                 self._rows[table] += n
             valid += len(line)
@@ -299,19 +315,24 @@ class RunStaging:
             shutil.rmtree(self.path / _FINAL)
 
 
-def _parse_journal_line(line: bytes) -> tuple[int, dict[str, str], dict[str, int]] | None:
+def _parse_journal_line(
+    line: bytes,
+) -> tuple[int, dict[str, str], dict[str, int], str | None] | None:
     if not line.endswith(b"\n"):
         return None
     try:
         entry = orjson.loads(line)
         seq, parts, rows = entry["seq"], entry["parts"], entry["rows"]
+        tag = entry.get("tag")
     except (orjson.JSONDecodeError, TypeError, KeyError):
         return None
     if not isinstance(seq, int) or not isinstance(parts, dict) or not isinstance(rows, dict):
         return None
     if not set(parts) <= set(TABLES) or set(rows) != set(parts):
         return None
-    return seq, parts, rows
+    if tag is not None and not isinstance(tag, str):
+        return None
+    return seq, parts, rows, tag
 
 
 def _publish_latest(out: Path, run_id: str) -> None:

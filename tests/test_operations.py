@@ -1,0 +1,327 @@
+"""Operating `fleetaudit run` through cli.main: gate and coverage exit codes, the run lock,
+progress on a terminal and in logs, the progress tick, and the Prometheus textfile.
+"""
+
+from __future__ import annotations
+
+import io
+import re
+import subprocess
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import orjson
+import pyarrow.parquet as pq
+import pytest
+from conftest import FIXED_NOW, FakeClock, emulator_url
+
+from fleetaudit import cli
+from fleetaudit.api.client import ACTIONS
+from fleetaudit.api.stats import ApiStats
+from fleetaudit.emulator.faults import FaultPlan
+from fleetaudit.emulator.fleet import FleetDevice, FleetTask, StaticFleet
+from fleetaudit.progress import LogProgress, TerminalProgress
+
+KEY_ID = "ops-key"
+SECRET = "ops-Secret-93ad1e"
+NOW_MS = int(FIXED_NOW * 1000)
+NOW_ISO = "2024-11-19T09:47:43Z"
+UNLIMITED = dict.fromkeys(ACTIONS, 0.0)
+RUN_GLOB = "run_date=*/run_id=*"
+# Anything but a newline: the carriage return and ESC of a redrawn line included.
+_CONTROL = re.compile(r"[\x00-\x09\x0b-\x1f\x7f]")
+DRIFTING = ("d03", "d07")
+
+
+@pytest.fixture(autouse=True)
+def _credentials(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("FLEETAUDIT_ACCESS_KEY_ID", KEY_ID)
+    monkeypatch.setenv("FLEETAUDIT_ACCESS_KEY_SECRET", SECRET)
+
+
+def ops_fleet() -> StaticFleet:
+    """10 devices of pk1 on 2.0.0 except d03 and d07 (1.0.0); d05 has one QUEUED task."""
+    devices = [
+        FleetDevice(
+            "pk1", f"d{i:02d}", f"iot-d{i:02d}", {"default": "1.0.0" if f"d{i:02d}" in DRIFTING
+                                                   else "2.0.0"}
+        )
+        for i in range(10)
+    ]  # fmt: skip
+    task = FleetTask(
+        "T1", "", "", "pk1", "d05", "default", "", "3.0.0", "QUEUED",
+        NOW_MS - 3_600_000, NOW_MS - 3_600_000, "Plug",
+    )  # fmt: skip
+    return StaticFleet(devices, [task])
+
+
+def write_inputs(tmp_path: Path, fleet: StaticFleet) -> tuple[Path, Path]:
+    """The fleet's device list and a policy targeting 2.0.0 for pk1/default."""
+    devices = tmp_path / "devices.csv"
+    rows = [",".join(row) for row in fleet.iter_device_list()]
+    devices.write_text("\n".join(["product_key,device_name,iot_id", *rows]) + "\n", "utf-8")
+    policy = tmp_path / "policy.toml"
+    policy.write_text(
+        '[[targets]]\nproduct_key = "pk1"\nmodule = "default"\nversion = "2.0.0"\n', "utf-8"
+    )
+    return devices, policy
+
+
+def write_job(tmp_path: Path, url: str, extra: str = "") -> Path:
+    """A job file naming every input, with `extra` TOML appended (a [gate], min_coverage...)."""
+    devices, policy = write_inputs(tmp_path, ops_fleet())
+    job = tmp_path / "job.toml"
+    job.write_text(
+        f'endpoint = "{url}"\ndevices = "{devices.name}"\npolicy = "{policy.name}"\n'
+        f'out = "out"\nnow = "{NOW_ISO}"\nqps = 1000\nconcurrency = 4\n{extra}',
+        encoding="utf-8",
+    )
+    return job
+
+
+@contextmanager
+def emulator(**create_app_kwargs: Any) -> Iterator[str]:
+    with emulator_url(
+        ops_fleet(), credentials={KEY_ID: SECRET}, quotas=UNLIMITED, **create_app_kwargs
+    ) as (url, _):
+        yield url
+
+
+def published(out: Path) -> list[Path]:
+    return list(out.glob(RUN_GLOB))
+
+
+# ---------------------------------------------------------------------------- gate and coverage
+
+
+def test_tripped_gate_exits_1_naming_rule_and_devices(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A gate the run trips exits 1 and prints the rule and the devices behind it."""
+    with emulator() as url:
+        job = write_job(tmp_path, url, "[gate]\nmax_drift_percent = 10\n")
+        code = cli.main(["run", str(job)])
+    stdout = capsys.readouterr().out
+    assert code == 1
+    assert "gate: FAILED" in stdout
+    assert "max_drift_percent: 2 of 10 devices" in stdout
+    assert "devices: pk1/d03, pk1/d07" in stdout
+    assert len(published(tmp_path / "out")) == 1
+
+
+def test_passing_gate_exits_0(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """A gate the run stays within exits 0 and reports no tripped rule."""
+    with emulator() as url:
+        job = write_job(tmp_path, url, "[gate]\nmax_drift_percent = 20\nmax_critical = 0\n")
+        code = cli.main(["run", str(job)])
+    assert code == 0
+    assert "FAILED" not in capsys.readouterr().out
+
+
+def test_unmet_min_coverage_exits_4_but_publishes(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A device that always fails under min_coverage 0.95 exits 4; the run is still published."""
+    plan = FaultPlan(failing_devices={"d01": "iot.ota.SomethingBroken"})
+    with emulator(faults=plan) as url:
+        job = write_job(tmp_path, url, "min_coverage = 0.95\n")
+        code = cli.main(["run", str(job)])
+    stdout = capsys.readouterr().out
+    out = tmp_path / "out"
+    assert code == 4
+    assert "coverage below min_coverage 0.95" in stdout
+    assert published(out) == [out / (out / "LATEST").read_text(encoding="utf-8").strip()]
+
+
+def test_device_without_module_list_has_no_module_findings(tmp_path: Path) -> None:
+    """A device whose module listing failed is an error row, not a `module_missing` finding."""
+    plan = FaultPlan(failing_devices={"d01": "iot.ota.SomethingBroken"})
+    with emulator(faults=plan) as url:
+        assert cli.main(["run", str(write_job(tmp_path, url))]) == 0
+    (run_dir,) = published(tmp_path / "out")
+    findings = pq.read_table(run_dir / "findings.parquet").to_pylist()
+    devices = pq.read_table(run_dir / "devices.parquet").to_pylist()
+    assert sorted((f["finding_type"], f["device_name"]) for f in findings) == [
+        ("version_drift", "d03"),
+        ("version_drift", "d07"),
+    ]
+    assert [d["audit_status"] for d in devices if d["device_name"] == "d01"] == ["error"]
+
+
+# Takes the lock, says so on stdout, and holds it until its stdin closes (as test_lock.py).
+_HOLDER = """
+import sys
+from pathlib import Path
+from fleetaudit.lock import run_lock
+with run_lock(Path(sys.argv[1])):
+    print("locked", flush=True)
+    sys.stdin.read()
+"""
+
+
+@contextmanager
+def lock_held_elsewhere(out: Path) -> Iterator[int]:
+    """Another process holding OUT's run lock; yields its pid."""
+    child = subprocess.Popen(
+        [sys.executable, "-c", _HOLDER, str(out)],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    assert child.stdin is not None
+    assert child.stdout is not None
+    try:
+        assert child.stdout.readline() == "locked\n"  # readiness line: no sleeping
+        yield child.pid
+    finally:
+        child.stdin.close()
+        assert child.wait(timeout=30) == 0
+        child.stdout.close()
+
+
+def test_held_lock_exits_4_with_a_clear_message(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A second run on the same OUT exits 4 naming OUT and the holder, and writes no run."""
+    out = tmp_path / "out"
+    with emulator() as url, lock_held_elsewhere(out) as pid:
+        code = cli.main(["run", str(write_job(tmp_path, url))])
+    err = capsys.readouterr().err
+    assert code == 4
+    assert f"another fleetaudit run is writing to {out} (pid {pid})" in err
+    assert published(out) == []
+    assert not (out / ".staging").exists()
+
+
+# ---------------------------------------------------------------------------- progress
+
+
+def test_progress_off_a_terminal_has_no_control_characters(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """With stderr not a terminal, progress is plain lines: no carriage return, no escapes."""
+    with emulator() as url:
+        assert cli.main(["run", str(write_job(tmp_path, url))]) == 0
+    err = capsys.readouterr().err
+    assert "fleetaudit start: 0/10 devices" in err
+    assert "fleetaudit finish: 10/10 devices" in err
+    assert not _CONTROL.search(err)
+
+
+def test_json_progress_lines_each_parse(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """With --log-format json every progress line on stderr is one JSON object."""
+    with emulator() as url:
+        code = cli.main(["run", str(write_job(tmp_path, url)), "--log-format", "json"])
+    lines = capsys.readouterr().err.splitlines()
+    assert code == 0
+    events = [orjson.loads(line) for line in lines]
+    assert (events[0]["event"], events[-1]["event"]) == ("start", "finish")
+    assert (events[-1]["done"], events[-1]["total"]) == (10, 10)
+
+
+class TtyStream(io.StringIO):
+    """A StringIO that says it is a terminal."""
+
+    def isatty(self) -> bool:
+        return True
+
+
+def test_cli_draws_a_terminal_line_when_stderr_is_a_tty(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`run` with stderr on a terminal redraws one line in place instead of logging lines."""
+    tty = TtyStream()
+    monkeypatch.setattr(sys, "stderr", tty)
+    with emulator() as url:
+        assert cli.main(["run", str(write_job(tmp_path, url))]) == 0
+    text = tty.getvalue()
+    assert text.startswith("\r[")
+    assert "10/10 100.0%" in text
+    assert text.endswith("\x1b[K\n")
+    assert "fleetaudit start" not in text
+
+
+def test_log_progress_tick_speaks_without_devices() -> None:
+    """A tick after the interval writes a progress line although no device finished."""
+    clock, stream = FakeClock(0.0), io.StringIO()
+    sink = LogProgress(stream, clock, every_s=30.0)
+    sink.start(100, 0, ApiStats())
+    clock.advance(29.0)
+    sink.tick()
+    assert len(stream.getvalue().splitlines()) == 1
+    clock.advance(2.0)
+    sink.tick()
+    lines = stream.getvalue().splitlines()
+    assert len(lines) == 2
+    assert "fleetaudit progress: 0/100 devices" in lines[1]
+    assert "elapsed 31s" in lines[1]
+
+
+def test_terminal_tick_redraws_with_the_time_gone_by() -> None:
+    """A tick redraws the terminal line, so throttled calls move the rates while no device ends."""
+    clock, stream, stats = FakeClock(0.0), TtyStream(), ApiStats()
+    sink = TerminalProgress(stream, clock)
+    sink.start(100, 0, stats)
+    stats.action("ListOTAUnfinishedTaskByDevice").calls += 4
+    stats.action("ListOTAUnfinishedTaskByDevice").throttled += 4
+    clock.advance(2.0)
+    sink.tick()
+    last = stream.getvalue().split("\r")[-1]
+    assert stream.getvalue().count("\r") == 2
+    assert "0/100 0.0% | tasks 2.0/s | throttled 4" in last
+
+
+# ---------------------------------------------------------------------------- metrics
+
+_SAMPLE = re.compile(r"^(?P<name>[a-zA-Z_:][a-zA-Z0-9_:]*)(?:\{(?P<labels>.*)\})? (?P<value>\S+)$")
+_LABEL = re.compile(r'([a-zA-Z_][a-zA-Z0-9_]*)="((?:[^"\\]|\\.)*)"(?:,|$)')
+Samples = dict[tuple[str, frozenset[tuple[str, str]]], float]
+
+
+def parse_metrics(text: str) -> Samples:
+    """Samples keyed by (name, labels); fails on a line that is not exposition format."""
+    samples: Samples = {}
+    types: set[str] = set()
+    for line in text.splitlines():
+        if line.startswith("# TYPE "):
+            types.add(line.split(" ")[2])
+            continue
+        if line.startswith("# HELP "):
+            continue
+        match = _SAMPLE.match(line)
+        assert match, f"not an exposition line: {line!r}"
+        assert match.group("name") in types, f"sample before its TYPE: {line!r}"
+        labels = frozenset(_LABEL.findall(match.group("labels") or ""))
+        samples[(match.group("name"), labels)] = float(match.group("value"))
+    return samples
+
+
+def sample(samples: Samples, name: str, **labels: str) -> float:
+    return samples[(f"fleetaudit_{name}", frozenset(labels.items()))]
+
+
+def test_metrics_textfile_describes_the_run(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """--metrics writes a parsable textfile with devices, findings, calls and last success."""
+    metrics = tmp_path / "textfile" / "fleetaudit.prom"
+    plan = FaultPlan(failing_devices={"d01": "iot.ota.SomethingBroken"})
+    with emulator(faults=plan) as url:
+        code = cli.main(["run", str(write_job(tmp_path, url)), "--metrics", str(metrics)])
+    assert code == 0
+    samples = parse_metrics(metrics.read_text(encoding="utf-8"))
+    assert sample(samples, "devices", status="ok") == 9
+    assert sample(samples, "devices", status="error") == 1
+    assert sample(samples, "findings", type="version_drift", severity="warning") == 2
+    assert sample(samples, "api_calls", action="ListOTAModuleVersionsByDevice") == 10
+    assert sample(samples, "api_calls", action="ListOTAUnfinishedTaskByDevice") == 10
+    assert sample(samples, "api_failures", action="ListOTAModuleVersionsByDevice") == 1
+    assert sample(samples, "run_exit_code") == 0
+    (manifest_path,) = (tmp_path / "out").glob(f"{RUN_GLOB}/manifest.json")
+    finished_at = orjson.loads(manifest_path.read_bytes())["finished_at"]
+    finished = datetime.fromisoformat(finished_at.replace("Z", "+00:00")).timestamp()
+    assert sample(samples, "last_success_timestamp_seconds") == pytest.approx(finished)

@@ -1,0 +1,328 @@
+"""Resume after SIGKILL: real `fleetaudit run` subprocesses killed at points the run reaches.
+
+Each kill is triggered by the run's own progress (journal lines written, or requests the
+emulator served), polled from this process, never by sleeping a guessed time. The emulator
+runs in this process so its counters add up across every session of a run.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import orjson
+import pyarrow.parquet as pq
+import pytest
+from aiohttp import web
+from conftest import emulator_url
+
+from fleetaudit import cli
+from fleetaudit.api.client import ACTIONS
+from fleetaudit.emulator.app import STATS_KEY
+from fleetaudit.emulator.fleet import StaticFleet
+from fleetaudit.emulator.synthetic import SyntheticFleet
+from fleetaudit.report.schema import TABLES
+from fleetaudit.report.staging import STAGING_DIR
+
+KEY_ID = "resume-key"
+SECRET = "resume-Secret-0c41d2"
+NOW_ISO = "2024-11-19T09:47:43Z"
+SIZE = 400
+COMMIT_EVERY = 20
+CONCURRENCY = 8
+QPS = "150"
+UNLIMITED = dict.fromkeys(ACTIONS, 0.0)
+TASKS_ACTION = "ListOTAUnfinishedTaskByDevice"
+RUN_GLOB = "run_date=*/run_id=*"
+POLL_S = 0.002
+DEADLINE_S = 30.0
+
+
+def write_devices(path: Path, fleet: SyntheticFleet | StaticFleet) -> Path:
+    rows = [",".join(row) for row in fleet.iter_device_list()]
+    path.write_text("\n".join(["product_key,device_name,iot_id", *rows]) + "\n", encoding="utf-8")
+    return path
+
+
+def run_argv(url: str, devices: Path, out: Path, *extra: str) -> list[str]:
+    # Small commit batches, so that kills land between and during commits.
+    job = out.parent / "resume-job.toml"
+    job.write_text(f"commit_every = {COMMIT_EVERY}\n", encoding="utf-8")
+    return [
+        "run",
+        str(job),
+        "--endpoint",
+        url,
+        "--devices",
+        str(devices),
+        "--out",
+        str(out),
+        "--now",
+        NOW_ISO,
+        "--qps",
+        QPS,
+        "--concurrency",
+        str(CONCURRENCY),
+        *extra,
+    ]
+
+
+def start_run(argv: list[str]) -> subprocess.Popen[bytes]:
+    """`fleetaudit run ARGV` in a child process with the test credentials in its environment."""
+    env = dict(os.environ, FLEETAUDIT_ACCESS_KEY_ID=KEY_ID, FLEETAUDIT_ACCESS_KEY_SECRET=SECRET)
+    return subprocess.Popen(
+        [sys.executable, "-m", "fleetaudit", *argv],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
+
+
+def journal_lines(out: Path) -> int:
+    """Commit lines in the journals of every staged run under OUT (0 before any exists)."""
+    total = 0
+    for journal in (out / STAGING_DIR).glob("*/journal.jsonl"):
+        try:
+            total += journal.read_bytes().count(b"\n")
+        except FileNotFoundError:
+            continue  # finalize removed it between the glob and the read
+    return total
+
+
+def tasks_served(app: web.Application) -> int:
+    return int(app[STATS_KEY].served[TASKS_ACTION])
+
+
+def kill_when(child: subprocess.Popen[bytes], reached: Callable[[], bool]) -> None:
+    """SIGKILL `child` as soon as `reached()` holds (polled); fails if it ends first."""
+    with reaped(child):
+        deadline = time.monotonic() + DEADLINE_S
+        while not reached():
+            if child.poll() is not None:
+                pytest.fail(f"the run ended before the kill point: {stderr_of(child)}")
+            assert time.monotonic() < deadline, "the run never reached the kill point"
+            time.sleep(POLL_S)  # a poll interval, not a synchronization
+        child.send_signal(signal.SIGKILL)
+        assert child.wait(timeout=DEADLINE_S) == -signal.SIGKILL
+
+
+def finish(child: subprocess.Popen[bytes]) -> None:
+    """Wait for `child` to end on its own; fails unless it exits 0."""
+    with reaped(child):
+        _, err = child.communicate(timeout=DEADLINE_S * 2)
+        assert child.returncode == 0, err.decode("utf-8", errors="replace")
+
+
+@contextmanager
+def reaped(child: subprocess.Popen[bytes]) -> Iterator[None]:
+    """Whatever happens in the body, `child` is not left running and its pipe is closed."""
+    try:
+        yield
+    finally:
+        if child.poll() is None:
+            child.kill()
+            child.wait(timeout=DEADLINE_S)
+        if child.stderr is not None:
+            child.stderr.close()
+
+
+def stderr_of(child: subprocess.Popen[bytes]) -> str:
+    assert child.stderr is not None
+    return child.stderr.read().decode("utf-8", errors="replace")
+
+
+def read_run(out: Path) -> dict[str, list[tuple[object, ...]]]:
+    """Every table of the one complete run under OUT, as sorted lists of row tuples."""
+    runs = list(out.glob(RUN_GLOB))
+    assert len(runs) == 1, runs
+    tables = {}
+    for table in TABLES:
+        rows = pq.read_table(runs[0] / f"{table}.parquet").to_pylist()
+        tables[table] = sorted((tuple(row.values()) for row in rows), key=repr)
+    return tables
+
+
+@pytest.fixture(scope="module")
+def fleet() -> SyntheticFleet:
+    return SyntheticFleet(SIZE, seed=11)
+
+
+@pytest.fixture(scope="module")
+def uninterrupted(
+    fleet: SyntheticFleet, tmp_path_factory: pytest.TempPathFactory
+) -> tuple[dict[str, list[tuple[object, ...]]], int]:
+    """The same fleet audited by one run nobody killed: its tables and its task calls."""
+    tmp = tmp_path_factory.mktemp("uninterrupted")
+    devices = write_devices(tmp / "devices.csv", fleet)
+    out = tmp / "out"
+    with emulator_url(fleet, credentials={KEY_ID: SECRET}, quotas=UNLIMITED) as (url, app):
+        finish(start_run(run_argv(url, devices, out)))
+        calls = tasks_served(app)
+    return read_run(out), calls
+
+
+KillPoint = Callable[[Path, web.Application], Callable[[], bool]]
+
+
+def after_commits(n: int) -> KillPoint:
+    """Kill once the journals hold `n` commit lines in all (counted across sessions)."""
+    return lambda out, app: lambda: journal_lines(out) >= n
+
+
+def after_task_calls(n: int) -> KillPoint:
+    """Kill once the emulator has answered `n` task listings (across sessions)."""
+    return lambda out, app: lambda: tasks_served(app) >= n
+
+
+def uncommitted_parts(out: Path) -> int:
+    """Part files on disk that no journal line names yet: a commit is under way."""
+    count = 0
+    for run in (out / STAGING_DIR).glob("*"):
+        try:
+            named = {
+                name
+                # Only whole lines: the one being appended has no newline yet.
+                for line in (run / "journal.jsonl").read_bytes().split(b"\n")[:-1]
+                for name in orjson.loads(line)["parts"].values()
+            }
+            count += len({p.name for p in (run / "parts").iterdir()} - named)
+        except FileNotFoundError:
+            continue  # finalize removed it meanwhile
+    return count
+
+
+def inside_a_commit(n: int) -> KillPoint:
+    """Kill inside a commit (parts written, journal line not yet) once `n` lines are in.
+
+    Should the polls miss every commit's window for a few commits, kill after them anyway:
+    a missed window must not make the test fail.
+    """
+    return lambda out, app: (
+        lambda: (
+            journal_lines(out) >= n and (uncommitted_parts(out) > 0 or journal_lines(out) >= n + 4)
+        )
+    )
+
+
+# Kill points spread over the run: early, middle and late; by commits (which lands kills
+# right after a journal append) and by served requests (which lands them anywhere,
+# also inside a commit).
+SCENARIOS = {
+    "commits": [after_commits(2), after_commits(7), after_commits(13)],
+    "requests": [after_task_calls(37), after_task_calls(161), after_task_calls(290)],
+    "mixed": [after_task_calls(5), inside_a_commit(4), after_commits(13)],
+}
+
+
+@pytest.fixture(params=sorted(SCENARIOS))
+def kill_points(request: pytest.FixtureRequest) -> list[KillPoint]:
+    return SCENARIOS[request.param]
+
+
+def test_killed_runs_resume_to_the_uninterrupted_result(
+    tmp_path: Path,
+    fleet: SyntheticFleet,
+    uninterrupted: tuple[dict[str, list[tuple[object, ...]]], int],
+    kill_points: list[KillPoint],
+) -> None:
+    """Runs killed with SIGKILL and resumed publish exactly what one unkilled run publishes."""
+    expected, expected_calls = uninterrupted
+    devices = write_devices(tmp_path / "devices.csv", fleet)
+    out = tmp_path / "out"
+    with emulator_url(fleet, credentials={KEY_ID: SECRET}, quotas=UNLIMITED) as (url, app):
+        argv = run_argv(url, devices, out)
+        for kill_point in kill_points:
+            kill_when(start_run(argv), kill_point(out, app))
+            argv = run_argv(url, devices, out, "--resume")
+            assert list(out.glob(RUN_GLOB)) == []
+            assert not (out / "LATEST").exists()
+        assert journal_lines(out) > 0
+        finish(start_run(argv))
+        calls = tasks_served(app)
+    tables = read_run(out)
+    assert tables == expected
+    keys = [row[:2] for row in tables["devices"]]
+    assert len(keys) == len(set(keys)) == SIZE
+    assert tables["errors"] == []
+    # Committed devices are never fetched again; only the uncommitted ones of each kill are.
+    redone_at_most = COMMIT_EVERY + 2 * CONCURRENCY
+    assert expected_calls <= calls <= expected_calls + len(kill_points) * redone_at_most
+    assert list((out / STAGING_DIR).iterdir()) == []
+
+
+# ---------------------------------------------------------------------------- stale staging
+
+
+def staged_run_ids(out: Path) -> set[str]:
+    root = out / STAGING_DIR
+    return {p.name for p in root.iterdir()} if root.is_dir() else set()
+
+
+def abandon_a_run(out: Path, url: str, devices: Path) -> str:
+    """A run killed after its first commit; returns its run id."""
+    kill_when(start_run(run_argv(url, devices, out)), lambda: journal_lines(out) >= 1)
+    (run_id,) = staged_run_ids(out)
+    return run_id
+
+
+def age(path: Path, seconds: float) -> None:
+    """Make a staged run look untouched for `seconds` (its dir, meta and journal)."""
+    when = time.time() - seconds
+    for p in (path, path / "meta.json", path / "journal.jsonl"):
+        os.utime(p, (when, when))
+
+
+@pytest.mark.parametrize(("days", "kept"), [(8, False), (6, True)])
+def test_new_run_removes_only_week_old_staging(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, days: int, kept: bool
+) -> None:
+    """Without --resume a new run starts; an abandoned run older than a week is removed."""
+    fleet = SyntheticFleet(120, seed=3)
+    devices = write_devices(tmp_path / "devices.csv", fleet)
+    out = tmp_path / "out"
+    monkeypatch.setenv("FLEETAUDIT_ACCESS_KEY_ID", KEY_ID)
+    monkeypatch.setenv("FLEETAUDIT_ACCESS_KEY_SECRET", SECRET)
+    with emulator_url(fleet, credentials={KEY_ID: SECRET}, quotas=UNLIMITED) as (url, app):
+        abandoned = abandon_a_run(out, url, devices)
+        age(out / STAGING_DIR / abandoned, days * 86400)
+        served_before = tasks_served(app)
+        assert cli.main(run_argv(url, devices, out)) == 0
+        served = tasks_served(app) - served_before
+    runs = list(out.glob(RUN_GLOB))
+    assert len(runs) == 1
+    assert runs[0].name != f"run_id={abandoned}"  # a new run, not the abandoned one resumed
+    assert served == 120
+    assert staged_run_ids(out) == ({abandoned} if kept else set())
+
+
+# ---------------------------------------------------------------------------- end of a run
+
+
+def test_crash_between_last_commit_and_publish_adds_no_duplicates(
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    fleet: SyntheticFleet,
+    uninterrupted: tuple[dict[str, list[tuple[object, ...]]], int],
+) -> None:
+    """A run that dies after committing its majority findings resumes without repeating them."""
+    expected, _ = uninterrupted
+    devices = write_devices(tmp_path / "devices.csv", fleet)
+    out = tmp_path / "out"
+    monkeypatch.setenv("FLEETAUDIT_ACCESS_KEY_ID", KEY_ID)
+    monkeypatch.setenv("FLEETAUDIT_ACCESS_KEY_SECRET", SECRET)
+    # A file where the run's date partition must go makes publishing fail after the last
+    # commit: a real I/O failure at the one point a kill is too unlikely to land on.
+    out.mkdir()
+    blocker = out / f"run_date={time.strftime('%Y-%m-%d', time.gmtime())}"
+    blocker.write_bytes(b"")
+    with emulator_url(fleet, credentials={KEY_ID: SECRET}, quotas=UNLIMITED) as (url, _):
+        assert cli.main(run_argv(url, devices, out)) == 4  # an I/O error: resumable
+        blocker.unlink()
+        assert cli.main(run_argv(url, devices, out, "--resume")) == 0
+    assert read_run(out) == expected
