@@ -152,3 +152,25 @@ def test_run_help_lists_the_contract_options(capsys: pytest.CaptureFixture[str])
     assert len(options) >= 8
     assert [o for o in options if o not in help_text] == []
     assert "JOB.toml" in help_text
+
+
+def test_unknown_firmware_target_is_a_configuration_error(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A policy naming firmware the platform does not know exits 2 before any device call."""
+    set_credentials(monkeypatch)
+    fleet = tiny_fleet(5)
+    policy = tmp_path / "policy.toml"
+    policy.write_text(
+        '[[targets]]\nproduct_key = "pk1"\nmodule = "default"\nfirmware_id = "F404"\n',
+        encoding="utf-8",
+    )
+    out = tmp_path / "out"
+    with emulator_url(fleet, credentials={KEY_ID: SECRET}, quotas=UNLIMITED) as (url, app):
+        argv = run_argv(url, write_devices(tmp_path, fleet), out, "--policy", str(policy))
+        code = cli.main(argv)
+        device_calls = app[STATS_KEY].served["ListOTAModuleVersionsByDevice"]
+    assert code == 2
+    assert "F404" in capsys.readouterr().err
+    assert device_calls == 0
+    assert [p.name for p in out.rglob("*") if p.is_file()] == [".lock"]
