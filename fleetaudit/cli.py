@@ -186,7 +186,7 @@ def _emulator_command(args: argparse.Namespace) -> int:
 
 
 def _cancel_command(args: argparse.Namespace) -> int:
-    from fleetaudit.remediation import cancel_command
+    from fleetaudit.remediation.apply import cancel_command
 
     quotas = None
     if args.qps is not None:

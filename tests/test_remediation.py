@@ -25,7 +25,7 @@ from fleetaudit.emulator.faults import FaultPlan
 from fleetaudit.emulator.fleet import FleetDevice, FleetFirmware, FleetTask, StaticFleet
 from fleetaudit.errors import AuthError, UsageError
 from fleetaudit.models import CallFailure, Credentials, Task
-from fleetaudit.remediation import cancel_command
+from fleetaudit.remediation.apply import cancel_command
 from fleetaudit.remediation.files import (
     append_outcomes,
     manifest_endpoint,

@@ -5,29 +5,7 @@ plan.py    pure: findings -> Plan (calls of <= 200 devices per product/firmware/
 render.py  pure: the plan and outcome tables the command prints
 files.py   the run-directory files read and written (atomically)
 apply.py   re-read, cancel, confirm through the client; `cancel_command` for the CLI
+
+Import from the modules themselves: the package imports nothing, so the pure parts stay
+free of the HTTP client.
 """
-
-from fleetaudit.remediation.apply import apply_plan, cancel_command
-from fleetaudit.remediation.plan import (
-    DEFAULT_FINDING_TYPES,
-    MAX_DEVICES_PER_CALL,
-    Batch,
-    CancelCall,
-    Plan,
-    PlannedTask,
-    TaskOutcome,
-    build_plan,
-)
-
-__all__ = [
-    "DEFAULT_FINDING_TYPES",
-    "MAX_DEVICES_PER_CALL",
-    "Batch",
-    "CancelCall",
-    "Plan",
-    "PlannedTask",
-    "TaskOutcome",
-    "apply_plan",
-    "build_plan",
-    "cancel_command",
-]
