@@ -6,6 +6,7 @@ one place that wires the real ones together for a run.
 
 from __future__ import annotations
 
+import itertools
 import random
 import shutil
 import signal
@@ -41,6 +42,8 @@ from fleetaudit.report.staging import RunStaging, new_run_id, remove_stale_stagi
 
 # Marks the journal line that holds the fleet-majority findings (see staging.commit).
 _MAJORITY_TAG = "majority_findings"
+# Findings per majority commit: bounds the memory the end of a large run needs.
+_MAJORITY_CHUNK = 10_000
 _MODULES_ACTION = "ListOTAModuleVersionsByDevice"
 # How often a run's progress sink hears from it even when no device finishes.
 _TICK_S = 1.0
@@ -110,10 +113,7 @@ async def run_audit(
             # Nothing useful was written: leave no trace of a run that never started.
             shutil.rmtree(staging.path, ignore_errors=True)
         raise stopped from None
-    if _MAJORITY_TAG not in staging.committed_tags():
-        # Judged once per run: a session that died after this commit must not add them again.
-        _append_majority_findings(staging, settings.policy, stats.expected_keys)
-        await anyio.to_thread.run_sync(staging.commit, _MAJORITY_TAG)
+    await anyio.to_thread.run_sync(_commit_majority_findings, staging, stats.expected_keys)
 
     device_counts = _value_counts(staging, "devices", "audit_status")
     audited = sum(device_counts.values())
@@ -390,16 +390,29 @@ def _module_rows(staging: RunStaging) -> Iterator[ModuleVersion]:
             yield ModuleVersion(**{name: row[name] for name in ModuleVersion.__slots__})
 
 
-def _append_majority_findings(
-    staging: RunStaging, policy: Policy, targeted: frozenset[tuple[str, str]]
-) -> None:
-    """Fleet-majority drift needs the whole run: count first, then judge, both streamed."""
+def _commit_majority_findings(staging: RunStaging, targeted: frozenset[tuple[str, str]]) -> None:
+    """Fleet-majority drift needs the whole run: count first, then judge, both streamed.
+
+    Findings are committed in numbered chunks, each tagged in the journal. The chunks are
+    the same in every session (the module rows are all committed by now), so a session
+    that died half way adds only the chunks it had not committed.
+    """
     counts = VersionCounts()
-    for module in _module_rows(staging):
-        counts.add(module.product_key, module.module_name, module.module_version)
-    findings = list(majority_drift_findings(_module_rows(staging), counts, targeted))
-    if findings:
-        staging.append("findings", findings)
+    for batch in staging.committed_batches("module_versions"):
+        keys = ["product_key", "module_name", "module_version"]
+        grouped = pa.Table.from_batches([batch]).group_by(keys).aggregate([([], "count_all")])
+        for row in grouped.to_pylist():
+            counts.add(
+                row["product_key"], row["module_name"], row["module_version"], row["count_all"]
+            )
+    findings = majority_drift_findings(_module_rows(staging), counts, targeted)
+    chunks = iter(lambda: list(itertools.islice(findings, _MAJORITY_CHUNK)), [])
+    done = staging.committed_tags()
+    for number, chunk in enumerate(chunks):
+        tag = f"{_MAJORITY_TAG}:{number}"
+        if tag not in done:
+            staging.append("findings", chunk)
+            staging.commit(tag)
 
 
 def _value_counts(staging: RunStaging, table: str, column: str) -> dict[str, int]:

@@ -24,12 +24,12 @@ PURE_MODULES = (
     "fleetaudit.gate",
     "fleetaudit.metrics",
 )
-IO_FRAMEWORKS = ("aiohttp", "anyio", "asyncio", "aiolimiter")
+IO_FRAMEWORKS = ("aiohttp", "anyio", "asyncio")
 
 
 @pytest.mark.parametrize("module", PURE_MODULES)
 def test_pure_module_imports_no_io_framework(module: str) -> None:
-    """Importing a pure module loads neither aiohttp, anyio, asyncio nor aiolimiter."""
+    """Importing a pure module loads neither aiohttp, anyio nor asyncio."""
     probe = (
         f"import sys, {module}; "
         f"print(sorted({{m.split('.')[0] for m in sys.modules}} & set({IO_FRAMEWORKS!r})))"

@@ -13,9 +13,9 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import random
 import time
-import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
@@ -29,7 +29,7 @@ from fleetaudit.api import protocol
 from fleetaudit.api.pacing import RateBudget
 from fleetaudit.api.protocol import ACTIONS, DEFAULT_QUOTAS
 from fleetaudit.api.retry import RetryPolicy, backoff_delay
-from fleetaudit.api.signing import canonical_query, percent_encode, sign
+from fleetaudit.api.signing import canonical_query, percent_encode, sign_canonical
 from fleetaudit.api.stats import ActionStats, ApiStats
 from fleetaudit.errors import ApiError, AuthError, CallFailed, TransientError
 from fleetaudit.models import (
@@ -144,7 +144,7 @@ class OtaClient:
         # An action left out of `quotas` keeps its documented default.
         self._budget = RateBudget({**DEFAULT_QUOTAS, **settings.quotas}, sleep=sleep)
         self._slots = asyncio.Semaphore(settings.concurrency)
-        self._url = URL(settings.endpoint)
+        self._base_url = str(URL(settings.endpoint).with_query(None))
         # Once the platform refuses our identity, every later call fails the same way
         # without being sent: the run is over, and hammering a bad key helps nobody.
         self._auth_error: AuthError | None = None
@@ -296,36 +296,39 @@ class OtaClient:
         self, action: str, params: Mapping[str, str], stats: ActionStats, time_left: float
     ) -> dict[str, Any]:
         """Sign and send one attempt; the decoded envelope or the error it stands for."""
-        signed = self._signed(action, params)
+        query = self._signed_query(action, params)
         loop = asyncio.get_running_loop()
         started = loop.time()
         stats.attempts += 1
         try:
-            answer = await self._send(signed, time_left)
+            answer = await self._send(query, time_left)
         finally:
             stats.record_latency((loop.time() - started) * 1000.0)
         return protocol.decode_response(answer.status, answer.body, retry_after=answer.retry_after)
 
-    def _signed(self, action: str, params: Mapping[str, str]) -> dict[str, str]:
-        """Common parameters with a fresh nonce and timestamp, then the signature."""
+    def _signed_query(self, action: str, params: Mapping[str, str]) -> str:
+        """The query string of one attempt: a fresh nonce and timestamp, then the signature.
+
+        The canonical query is built once and sent as it was signed (RFC 3986), so no
+        library's idea of "safe" characters can change a byte between sign and send.
+        """
         signed = protocol.common_params(
             action,
             self._credentials.access_key_id,
-            nonce=uuid.uuid4().hex,
+            nonce=os.urandom(16).hex(),
             timestamp=protocol.format_timestamp(self._clock()),
             iot_instance_id=self._settings.iot_instance_id,
         )
         signed.update(params)
-        method = self._settings.method
-        signed["Signature"] = sign(method, signed, self._credentials.access_key_secret)
-        return signed
+        canonical = canonical_query(signed)
+        signature = sign_canonical(
+            self._settings.method, canonical, self._credentials.access_key_secret
+        )
+        return f"{canonical}&Signature={percent_encode(signature)}"
 
-    async def _send(self, signed: Mapping[str, str], time_left: float) -> _Answer:
+    async def _send(self, query: str, time_left: float) -> _Answer:
         """The HTTP exchange; every aiohttp/asyncio error becomes a TransientError here."""
-        # We encode the query ourselves, exactly as it was signed (RFC 3986), so no
-        # library's idea of "safe" characters can change a byte between sign and send.
-        query = f"{canonical_query(signed)}&Signature={percent_encode(signed['Signature'])}"
-        url = URL(f"{self._url.with_query(None)}?{query}", encoded=True)
+        url = URL(f"{self._base_url}?{query}", encoded=True)
         timeout = aiohttp.ClientTimeout(
             total=max(0.001, min(self._settings.request_timeout, time_left)),
             sock_connect=self._settings.connect_timeout,

@@ -11,6 +11,7 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
+from functools import lru_cache
 from typing import Any, Final, Literal
 from urllib.parse import urlsplit, urlunsplit
 
@@ -63,7 +64,13 @@ _TIME = re.compile(
 
 def format_timestamp(epoch_seconds: float) -> str:
     """The `Timestamp` common parameter: UTC `YYYY-MM-DDThh:mm:ssZ`."""
-    return datetime.fromtimestamp(epoch_seconds, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    return _format_second(int(epoch_seconds))
+
+
+@lru_cache(maxsize=4)
+def _format_second(second: int) -> str:
+    # Every attempt needs a timestamp, and hundreds of them fall in the same second.
+    return datetime.fromtimestamp(second, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def common_params(

@@ -31,15 +31,19 @@ def canonical_query(params: Mapping[str, str] | Iterable[tuple[str, str]]) -> st
 
 
 def string_to_sign(method: str, params: Mapping[str, str] | Iterable[tuple[str, str]]) -> str:
-    """`METHOD&%2F&enc(canonical query)` with the real HTTP method."""
+    """`METHOD&%2F&enc(canonical query)` with the real HTTP method (the emulator echoes it)."""
     return f"{method.upper()}&{percent_encode('/')}&{percent_encode(canonical_query(params))}"
 
 
 def sign(method: str, params: Mapping[str, str] | Iterable[tuple[str, str]], secret: str) -> str:
     """The base64 HMAC-SHA1 signature of a request, keyed with `secret + "&"`."""
-    digest = hmac.new(
-        f"{secret}&".encode(), string_to_sign(method, params).encode(), hashlib.sha1
-    ).digest()
+    return sign_canonical(method, canonical_query(params), secret)
+
+
+def sign_canonical(method: str, canonical: str, secret: str) -> str:
+    """`sign` for a canonical query already built (the client sends that same string)."""
+    to_sign = f"{method.upper()}&{percent_encode('/')}&{percent_encode(canonical)}"
+    digest = hmac.new(f"{secret}&".encode(), to_sign.encode(), hashlib.sha1).digest()
     return base64.b64encode(digest).decode("ascii")
 
 

@@ -376,13 +376,13 @@ class VersionCounts:
     def __init__(self) -> None:
         self._counts: dict[tuple[str, str], Counter[str]] = {}
 
-    def add(self, product_key: str, module: str, version: str) -> None:
-        """Count one device reporting `version` for (product_key, module)."""
+    def add(self, product_key: str, module: str, version: str, devices: int = 1) -> None:
+        """Count `devices` devices (one by default) reporting `version` for (product, module)."""
         key = (product_key, module_of(module))
         counter = self._counts.get(key)
         if counter is None:
             counter = self._counts[key] = Counter()
-        counter[version] += 1
+        counter[version] += devices
 
     def count(self, product_key: str, module: str, version: str) -> int:
         """How many devices were counted with that version."""

@@ -1,0 +1,311 @@
+"""`make bench`: quota efficiency, the SDK side by side, engine overhead, memory, DuckDB.
+
+Every client runs as its own process against the emulator in another process on
+loopback; CPU time and peak RSS are the child's own (wait4), the emulator's CPU is read
+from /proc. Each figure is the median of `--runs` runs; ratios are taken within a run
+(same machine state) and their median reported. The default sizes finish in well under 10
+minutes on 2 cores; `--full` runs the large sizes (100k devices, and `--million`).
+
+    make bench                                  # default sizes
+    make bench BENCH_ARGS="--full"              # 20k/100k memory, DuckDB over the 100k run
+    .venv/bin/python benchmarks/run.py --only overhead --runs 5
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import shutil
+import statistics
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from harness import PYTHON, ROOT, ChildRun, emulator, run_child, write_devices
+
+SEED = 1
+PER_DEVICE = ("ListOTAModuleVersionsByDevice", "ListOTAUnfinishedTaskByDevice")
+Row = tuple[str, str, str]  # (measure, value, goal)
+
+
+def fleetaudit_run(
+    url: str, devices: Path, out: Path, qps: float, *, uvloop: bool = False
+) -> tuple[ChildRun, dict[str, Any]]:
+    """One `fleetaudit run` as a child process; its measurements and its manifest."""
+    shutil.rmtree(out, ignore_errors=True)
+    entry = [PYTHON, str(ROOT / "benchmarks" / "uvloop_run.py")] if uvloop else [
+        PYTHON, "-m", "fleetaudit"
+    ]  # fmt: skip
+    child = run_child(
+        [*entry, "run", "--endpoint", url, "--devices", str(devices), "--out", str(out),
+         "--qps", str(qps), "--log-format", "json"]
+    )  # fmt: skip
+    run_dir = out / (out / "LATEST").read_text().strip()
+    manifest: dict[str, Any] = json.loads((run_dir / "manifest.json").read_text())
+    manifest["run_dir"] = str(run_dir)
+    return child, manifest
+
+
+def api_totals(manifest: dict[str, Any]) -> dict[str, int]:
+    """Calls, attempts and throttled answers over every action of a run."""
+    api = manifest["api"].values()
+    return {
+        key: sum(int(stats[key]) for stats in api) for key in ("calls", "attempts", "throttled")
+    }
+
+
+def median(values: Sequence[float]) -> float:
+    return statistics.median(values)
+
+
+def quota_and_sdk(devices: int, runs: int, work: Path, skip_sdk: bool) -> list[Row]:
+    """(1) fleetaudit against the quota floor and (2) the official SDK, same settings."""
+    quota, latency, error_rate = 100.0, 0.15, 0.01
+    fleet = write_devices(devices, SEED, work / f"devices-{devices}.csv")
+    efficiency, throttled_share, fa_wall, fa_cpu_call = [], [], [], []
+    sdk_wall, sdk_cpu_call, wall_ratio, cpu_ratio = [], [], [], []
+    for index in range(runs):
+        # A fresh emulator per client, so neither inherits the other's quota state.
+        with emulator(devices, SEED, qps=quota, latency=latency, error_rate=error_rate) as emu:
+            child, manifest = fleetaudit_run(emu.url, fleet, work / "quota-out", quota)
+        per_action = max(int(manifest["api"][a]["attempts"]) for a in PER_DEVICE)
+        floor = max(int(manifest["api"][a]["calls"]) for a in PER_DEVICE) / quota
+        totals = api_totals(manifest)
+        efficiency.append(floor / child.wall_s)
+        throttled_share.append(totals["throttled"] / totals["attempts"])
+        fa_wall.append(child.wall_s)
+        fa_cpu_call.append(child.cpu_s / totals["attempts"])
+        line = (
+            f"  quota run {index + 1}: {child.wall_s:.1f} s, floor {floor:.1f} s "
+            f"({per_action} attempts/action), throttled {totals['throttled']}"
+        )
+        if not skip_sdk:
+            with emulator(devices, SEED, qps=quota, latency=latency, error_rate=error_rate) as emu:
+                sdk = run_child(
+                    [PYTHON, str(ROOT / "benchmarks" / "sdk_baseline.py"), "--endpoint", emu.url,
+                     "--devices", str(fleet)]
+                )  # fmt: skip
+            counts = json.loads(sdk.stdout)
+            sdk_wall.append(sdk.wall_s)
+            sdk_cpu_call.append(sdk.cpu_s / counts["attempts"])
+            wall_ratio.append(sdk.wall_s / child.wall_s)
+            cpu_ratio.append(sdk_cpu_call[-1] / fa_cpu_call[-1])
+            line += f"; SDK {sdk.wall_s:.1f} s, {counts['attempts']} attempts"
+        print(line, flush=True)
+    rows: list[Row] = [
+        (f"1. quota: wall time, {devices} devices, 100/s, 150 ms, 1% 503",
+         f"{median(fa_wall):.1f} s", ""),
+        ("1. quota: share of the floor (calls/action / quota)",
+         f"{100 * median(efficiency):.1f}%", ">= 95%"),
+        ("1. quota: throttled attempts", f"{100 * median(throttled_share):.2f}%", "<= 1%"),
+    ]  # fmt: skip
+    if not skip_sdk:
+        rows += [
+            ("2. SDK 16 threads: wall time", f"{median(sdk_wall):.1f} s", ""),
+            ("2. SDK / fleetaudit wall time", f"{median(wall_ratio):.2f}x", ">= 2x"),
+            ("2. CPU per call: fleetaudit | SDK",
+             f"{1e6 * median(fa_cpu_call):.0f} | {1e6 * median(sdk_cpu_call):.0f} us", ""),
+            ("2. SDK / fleetaudit CPU per call", f"{median(cpu_ratio):.2f}x", ">= 4x"),
+        ]  # fmt: skip
+    return rows
+
+
+def overhead(devices: int, runs: int, work: Path) -> list[Row]:
+    """(3) Client CPU per call, whole pipeline vs a bare aiohttp loop, quota unlimited."""
+    fleet = write_devices(devices, SEED, work / f"devices-{devices}.csv")
+    results: dict[str, list[float]] = {}
+    emulator_share: list[float] = []
+
+    def bare(url: str, uvloop: bool) -> tuple[ChildRun, int]:
+        extra = ["--uvloop"] if uvloop else []
+        child = run_child(
+            [PYTHON, str(ROOT / "benchmarks" / "bare_aiohttp.py"), "--endpoint", url,
+             "--devices", str(fleet), *extra]
+        )  # fmt: skip
+        return child, int(json.loads(child.stdout)["attempts"])
+
+    def engine(url: str, uvloop: bool) -> tuple[ChildRun, int]:
+        child, manifest = fleetaudit_run(url, fleet, work / "overhead-out", 100000, uvloop=uvloop)
+        return child, api_totals(manifest)["attempts"]
+
+    variants: dict[str, Callable[[str], tuple[ChildRun, int]]] = {
+        "bare": lambda url: bare(url, False),
+        "fleetaudit": lambda url: engine(url, False),
+        "bare+uvloop": lambda url: bare(url, True),
+        "fleetaudit+uvloop": lambda url: engine(url, True),
+    }
+    with emulator(devices, SEED) as emu:
+        for index in range(runs):
+            for name, measure in variants.items():
+                before = emu.cpu_s()
+                child, attempts = measure(emu.url)
+                emu_cpu = emu.cpu_s() - before
+                results.setdefault(name, []).append(1e6 * child.cpu_s / attempts)
+                results.setdefault(name + " wall", []).append(child.wall_s)
+                if name == "fleetaudit":
+                    emulator_share.append(emu_cpu / child.wall_s)
+                print(
+                    f"  overhead run {index + 1} {name}: {child.wall_s:.1f} s wall, "
+                    f"{1e6 * child.cpu_s / attempts:.0f} us CPU/call ({attempts} calls), "
+                    f"emulator {emu_cpu:.1f} s CPU",
+                    flush=True,
+                )
+    ratio = [f / b for f, b in zip(results["fleetaudit"], results["bare"], strict=True)]
+    ratio_uv = [f / b for f, b in zip(results["fleetaudit+uvloop"], results["bare"], strict=True)]
+    return [
+        (f"3. CPU/call, {devices} devices: bare aiohttp | fleetaudit",
+         f"{median(results['bare']):.0f} | {median(results['fleetaudit']):.0f} us", ""),
+        ("3. fleetaudit / bare aiohttp CPU per call", f"{median(ratio):.2f}x", "<= 2x"),
+        ("3. uvloop: bare | fleetaudit CPU/call",
+         f"{median(results['bare+uvloop']):.0f} | {median(results['fleetaudit+uvloop']):.0f} us",
+         ""),
+        ("3. fleetaudit+uvloop / bare aiohttp", f"{median(ratio_uv):.2f}x", ""),
+        ("3. wall: bare | fleetaudit",
+         f"{median(results['bare wall']):.1f} | {median(results['fleetaudit wall']):.1f} s", ""),
+        ("3. emulator CPU busy during fleetaudit run", f"{100 * median(emulator_share):.0f}%",
+         "< 100% (not the bottleneck)"),
+    ]  # fmt: skip
+
+
+def memory(sizes: Sequence[int], runs: int, work: Path, duckdb_size: int | None) -> list[Row]:
+    """(4) Peak RSS of `fleetaudit run` per fleet size, quota unlimited; (5) DuckDB on one."""
+    peaks: dict[int, float] = {}
+    rows: list[Row] = []
+    for size in sizes:
+        fleet = write_devices(size, SEED, work / f"devices-{size}.csv")
+        rss, walls = [], []
+        # The big sizes run once per size unless asked otherwise: each is minutes long.
+        repeat = runs if size <= 20000 else 1
+        with emulator(size, SEED) as emu:
+            for index in range(repeat):
+                child, manifest = fleetaudit_run(emu.url, fleet, work / f"mem-{size}", 100000)
+                rss.append(child.max_rss_mb)
+                walls.append(child.wall_s)
+                print(
+                    f"  memory {size} run {index + 1}: {child.max_rss_mb:.0f} MB peak RSS, "
+                    f"{child.wall_s:.0f} s",
+                    flush=True,
+                )
+        peaks[size] = median(rss)
+        rows.append(
+            (f"4. peak RSS, {size} devices ({repeat} run(s), {median(walls):.0f} s)",
+             f"{peaks[size]:.0f} MB", "<= 300 MB" if size >= 1_000_000 else "")
+        )  # fmt: skip
+        if size == duckdb_size:
+            rows.append(duckdb_count(Path(manifest["run_dir"]), size))
+    small, large = sizes[0], sizes[1]
+    rows.append(
+        (f"4. RSS growth {small} -> {large} devices", f"{peaks[large] / peaks[small]:.2f}x",
+         f"<= 1.25x for {large // small}x")
+    )  # fmt: skip
+    return rows
+
+
+def duckdb_count(run_dir: Path, size: int) -> Row:
+    """(5) DuckDB counting findings by type over a run's files, in a fresh process."""
+    query = f"SELECT finding_type, count(*) FROM '{run_dir}/findings.parquet' GROUP BY ALL"
+    script = (
+        "import time, duckdb; t = time.perf_counter(); "
+        f"duckdb.sql({query!r}).fetchall(); print(time.perf_counter() - t)"
+    )
+    times = [float(run_child([PYTHON, "-c", script]).stdout) for _ in range(3)]
+    label = f"5. DuckDB: count findings by type, {size}-device run"
+    return (label, f"{median(times) * 1000:.0f} ms", "")
+
+
+def emulator_rate(devices: int, work: Path) -> list[Row]:
+    """The emulator's own request rate on one core (bare client pinned to the other)."""
+    if not shutil.which("taskset") or (os.cpu_count() or 1) < 2:
+        return [("emulator rate on one core", "skipped (no taskset or one core)", "")]
+    fleet = write_devices(devices, SEED, work / f"devices-{devices}.csv")
+    rates, cpu_per_request = [], []
+    with emulator(devices, SEED, cpu_list="0") as emu:
+        for _ in range(3):
+            before = emu.cpu_s()
+            child = run_child(
+                [PYTHON, str(ROOT / "benchmarks" / "bare_aiohttp.py"), "--endpoint", emu.url,
+                 "--devices", str(fleet), "--uvloop"],
+                cpu_list="1",
+            )  # fmt: skip
+            attempts = int(json.loads(child.stdout)["attempts"])
+            inner_wall = float(json.loads(child.stdout)["wall_s"])
+            rates.append(attempts / inner_wall)
+            cpu_per_request.append((emu.cpu_s() - before) / attempts)
+    return [
+        ("emulator alone on one core: requests/s", f"{median(rates):.0f}/s", ""),
+        ("emulator CPU per request", f"{1e6 * median(cpu_per_request):.0f} us", ""),
+    ]
+
+
+def machine() -> list[str]:
+    model = "unknown"
+    try:
+        lscpu = subprocess.run(["lscpu"], capture_output=True, text=True, check=True).stdout
+        model = next(
+            (line.split(":", 1)[1].strip() for line in lscpu.splitlines()
+             if line.startswith("Model name")), model
+        )  # fmt: skip
+    except (OSError, subprocess.CalledProcessError):
+        pass
+    return [
+        f"cores (nproc): {os.cpu_count()}, CPU: {model}",
+        f"Python {platform.python_version()} on {platform.system()} {platform.release()}",
+    ]
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--full", action="store_true", help="20k/100k memory and DuckDB at 100k")
+    parser.add_argument("--million", action="store_true", help="also 1M devices (with --full)")
+    parser.add_argument("--runs", type=int, default=3, help="runs per figure (median)")
+    parser.add_argument(
+        "--only",
+        action="append",
+        choices=("quota", "sdk", "overhead", "memory", "emulator"),
+        help="run only these parts (repeatable); sdk implies quota",
+    )
+    parser.add_argument("--quota-devices", type=int, default=3000)
+    parser.add_argument("--overhead-devices", type=int, default=10000)
+    parser.add_argument("--work", type=Path, default=ROOT / "out" / "bench")
+    args = parser.parse_args(argv)
+    parts = set(args.only or ("quota", "sdk", "overhead", "memory", "emulator"))
+    args.work.mkdir(parents=True, exist_ok=True)
+    started = time.perf_counter()
+    rows: list[Row] = []
+    for line in machine():
+        print(line)
+    if parts & {"quota", "sdk"}:
+        rows += quota_and_sdk(args.quota_devices, args.runs, args.work, "sdk" not in parts)
+    if "overhead" in parts:
+        rows += overhead(args.overhead_devices, args.runs, args.work)
+    if "memory" in parts:
+        sizes = [20000, 100000] if args.full else [4000, 20000]
+        if args.full and args.million:
+            sizes.append(1_000_000)
+        rows += memory(sizes, args.runs, args.work, sizes[-1] if len(sizes) < 3 else 100000)
+    if "emulator" in parts:
+        rows += emulator_rate(args.overhead_devices, args.work)
+    print_table(rows, args.runs, time.perf_counter() - started)
+    (args.work / "results.json").write_text(json.dumps(rows, indent=1))
+    return 0
+
+
+def print_table(rows: Sequence[Row], runs: int, elapsed: float) -> None:
+    width = max(len(row[0]) for row in rows)
+    value_width = max(len(row[1]) for row in rows)
+    print(f"\nmedians of {runs} runs; {elapsed:.0f} s in all")
+    print(f"| {'measure':<{width}} | {'value':>{value_width}} | goal")
+    print(f"|{'-' * (width + 2)}|{'-' * (value_width + 2)}|------")
+    for measure, value, goal in rows:
+        print(f"| {measure:<{width}} | {value:>{value_width}} | {goal}")
+
+
+if __name__ == "__main__":
+    sys.exit(main())
