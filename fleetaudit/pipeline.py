@@ -6,45 +6,39 @@ one place that wires the real ones together for a run.
 
 from __future__ import annotations
 
-import itertools
 import random
 import shutil
 import signal
 import time
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from datetime import datetime
 from functools import partial
 from pathlib import Path
 from typing import Any, Protocol
 
 import anyio
-import pyarrow as pa
 
-from fleetaudit.api.client import ClientSettings, OtaClient, open_client
+from fleetaudit.api.client import ClientSettings, open_client
 from fleetaudit.api.stats import ApiStats
-from fleetaudit.audit.findings import (
-    VersionCounts,
-    device_findings,
-    device_not_found_finding,
-    expected_versions,
-    majority_drift_findings,
-    task_age_seconds,
-)
+from fleetaudit.audit.findings import expected_versions
 from fleetaudit.collect import DeviceResult, Lookups, fan_out
 from fleetaudit.config import Policy
 from fleetaudit.devices import read_devices, validate_device_list
 from fleetaudit.errors import AuthError, RunIncomplete, UsageError
-from fleetaudit.models import Credentials, Device, Firmware, Job, ModuleVersion
+from fleetaudit.models import Credentials, Firmware
+from fleetaudit.recording import (
+    Recorder,
+    commit_majority_findings,
+    committed_devices,
+    device_key,
+    drain_lookups,
+    finding_counts,
+    lookups_from,
+    value_counts,
+)
 from fleetaudit.report.manifest import build_manifest
-from fleetaudit.report.schema import task_row
 from fleetaudit.report.staging import RunStaging, new_run_id, remove_stale_staging
 
-# Marks the journal line that holds the fleet-majority findings (see staging.commit).
-_MAJORITY_TAG = "majority_findings"
-# Findings per majority commit: bounds the memory the end of a large run needs.
-_MAJORITY_CHUNK = 10_000
-_MODULES_ACTION = "ListOTAModuleVersionsByDevice"
 # How often a run's progress sink hears from it even when no device finishes.
 _TICK_S = 1.0
 
@@ -113,9 +107,9 @@ async def run_audit(
             # Nothing useful was written: leave no trace of a run that never started.
             shutil.rmtree(staging.path, ignore_errors=True)
         raise stopped from None
-    await anyio.to_thread.run_sync(_commit_majority_findings, staging, stats.expected_keys)
+    await anyio.to_thread.run_sync(commit_majority_findings, staging, stats.expected_keys)
 
-    device_counts = _value_counts(staging, "devices", "audit_status")
+    device_counts = value_counts(staging, "devices", "audit_status")
     audited = sum(device_counts.values())
     covered = audited - device_counts.get("error", 0)
     coverage = covered / audited if audited else 1.0
@@ -127,7 +121,7 @@ async def run_audit(
         status="complete",
         config=dict(settings.config, now=now_ms),
         device_counts=device_counts,
-        finding_counts=_finding_counts(staging),
+        finding_counts=finding_counts(staging),
         api_stats=stats.api.as_dict(),
         extra={
             "device_list_rows": total,
@@ -188,13 +182,13 @@ async def _collect(
     rng: random.Random,
     progress: ProgressSink | None,
 ) -> _CollectStats:
-    done = _committed_devices(staging)
+    done = committed_devices(staging)
     async with open_client(settings.client, credentials, rng=rng) as client:
-        lookups = _lookups_from(staging, client)
+        lookups = lookups_from(staging, client)
         expected = await _resolve_targets(settings.policy, lookups)
-        _drain_lookups(staging, lookups)
-        recorder = _Recorder(staging, settings.policy, expected, lookups, now_ms)
-        devices = (d for d in read_devices(settings.devices) if _key(d) not in done)
+        drain_lookups(staging, lookups)
+        recorder = Recorder(staging, settings.policy, expected, lookups, now_ms)
+        devices = (d for d in read_devices(settings.devices) if device_key(d) not in done)
         if progress:
             progress.start(total, len(done), client.stats)
         results_in, results_out = anyio.create_memory_object_stream[DeviceResult](
@@ -252,7 +246,7 @@ async def _tick_every(interval_s: float, progress: ProgressSink) -> None:
         progress.tick()
 
 
-async def _commit(staging: RunStaging, recorder: _Recorder) -> None:
+async def _commit(staging: RunStaging, recorder: Recorder) -> None:
     recorder.flush()
     await anyio.to_thread.run_sync(staging.commit)
 
@@ -276,157 +270,3 @@ async def _resolve_targets(policy: Policy, lookups: Lookups) -> dict[tuple[str, 
             raise UsageError(problem)
         firmware[target.firmware_id] = found
     return expected_versions(policy, firmware)
-
-
-class _Recorder:
-    """Turns device results into rows of every table, buffered until the next commit."""
-
-    def __init__(
-        self,
-        staging: RunStaging,
-        policy: Policy,
-        expected: Mapping[tuple[str, str], str],
-        lookups: Lookups,
-        now_ms: int,
-    ) -> None:
-        self._staging = staging
-        self._policy = policy
-        self._expected = expected
-        self._lookups = lookups
-        self._now_ms = now_ms
-        self.pending = 0
-        self._rows: dict[str, list[object]] = {}
-
-    def record(self, result: DeviceResult) -> None:
-        device = result.device
-        if result.audit.audit_status == "not_found":
-            self._add("findings", [device_not_found_finding(device)])
-        elif _modules_listed(result):
-            # Without its module list a device would look as if it lacked every targeted
-            # module; its devices and errors rows already say it could not be audited.
-            findings = device_findings(
-                device,
-                result.modules,
-                result.tasks,
-                expected=self._expected,
-                firmware=self._lookups.firmware_by_id,
-                jobs=self._lookups.jobs_by_key,
-                policy=self._policy,
-                now_ms=self._now_ms,
-            )
-            self._add("findings", findings)
-        self._add("devices", [result.audit])
-        self._add("module_versions", result.modules)
-        self._add(
-            "tasks", [task_row(task, task_age_seconds(task, self._now_ms)) for task in result.tasks]
-        )
-        self._add("errors", result.failures)
-        self.pending += 1
-
-    def flush(self) -> None:
-        _drain_lookups(self._staging, self._lookups)
-        for table, rows in self._rows.items():
-            if rows:
-                self._staging.append(table, rows)
-        self._rows = {}
-        self.pending = 0
-
-    def _add(self, table: str, rows: list[Any]) -> None:
-        if rows:
-            self._rows.setdefault(table, []).extend(rows)
-
-
-def _modules_listed(result: DeviceResult) -> bool:
-    return not any(f.action == _MODULES_ACTION for f in result.failures)
-
-
-def _drain_lookups(staging: RunStaging, lookups: Lookups) -> None:
-    for table, rows in (
-        ("firmware", lookups.new_firmware),
-        ("jobs", lookups.new_jobs),
-        ("errors", lookups.failures),
-    ):
-        if rows:
-            staging.append(table, list(rows))
-            rows.clear()
-
-
-def _lookups_from(staging: RunStaging, client: OtaClient) -> Lookups:
-    """Lookups that already know the firmware and jobs a resumed run wrote."""
-    lookups = Lookups(client)
-    for batch in staging.committed_batches("firmware"):
-        for row in batch.to_pylist():
-            lookups.remember_firmware(Firmware(**_epoch_ms(row, Firmware.__slots__)))
-    for batch in staging.committed_batches("jobs"):
-        for row in batch.to_pylist():
-            lookups.remember_job(Job(**_epoch_ms(row, Job.__slots__)))
-    return lookups
-
-
-def _epoch_ms(row: Mapping[str, Any], names: tuple[str, ...]) -> dict[str, Any]:
-    """A row read back from Parquet, with timestamps turned back into epoch milliseconds."""
-    values: dict[str, Any] = {}
-    for name in names:
-        value = row.get(name)
-        values[name] = round(value.timestamp() * 1000) if isinstance(value, datetime) else value
-    return values
-
-
-def _committed_devices(staging: RunStaging) -> set[tuple[str, str]]:
-    done: set[tuple[str, str]] = set()
-    for batch in staging.committed_batches("devices"):
-        keys = batch.select(["product_key", "device_name"]).to_pydict()
-        done.update(zip(keys["product_key"], keys["device_name"], strict=True))
-    return done
-
-
-def _key(device: Device) -> tuple[str, str]:
-    return (device.product_key, device.device_name)
-
-
-def _module_rows(staging: RunStaging) -> Iterator[ModuleVersion]:
-    for batch in staging.committed_batches("module_versions"):
-        for row in batch.to_pylist():
-            yield ModuleVersion(**{name: row[name] for name in ModuleVersion.__slots__})
-
-
-def _commit_majority_findings(staging: RunStaging, targeted: frozenset[tuple[str, str]]) -> None:
-    """Fleet-majority drift needs the whole run: count first, then judge, both streamed.
-
-    Findings are committed in numbered chunks, each tagged in the journal. The chunks are
-    the same in every session (the module rows are all committed by now), so a session
-    that died half way adds only the chunks it had not committed.
-    """
-    counts = VersionCounts()
-    for batch in staging.committed_batches("module_versions"):
-        keys = ["product_key", "module_name", "module_version"]
-        grouped = pa.Table.from_batches([batch]).group_by(keys).aggregate([([], "count_all")])
-        for row in grouped.to_pylist():
-            counts.add(
-                row["product_key"], row["module_name"], row["module_version"], row["count_all"]
-            )
-    findings = majority_drift_findings(_module_rows(staging), counts, targeted)
-    chunks = iter(lambda: list(itertools.islice(findings, _MAJORITY_CHUNK)), [])
-    done = staging.committed_tags()
-    for number, chunk in enumerate(chunks):
-        tag = f"{_MAJORITY_TAG}:{number}"
-        if tag not in done:
-            staging.append("findings", chunk)
-            staging.commit(tag)
-
-
-def _value_counts(staging: RunStaging, table: str, column: str) -> dict[str, int]:
-    counts: dict[str, int] = {}
-    for batch in staging.committed_batches(table):
-        for entry in pa.compute.value_counts(batch.column(column)).to_pylist():
-            counts[str(entry["values"])] = counts.get(str(entry["values"]), 0) + entry["counts"]
-    return counts
-
-
-def _finding_counts(staging: RunStaging) -> dict[tuple[str, str], int]:
-    counts: dict[tuple[str, str], int] = {}
-    for batch in staging.committed_batches("findings"):
-        pairs = batch.select(["finding_type", "severity"]).to_pydict()
-        for pair in zip(pairs["finding_type"], pairs["severity"], strict=True):
-            counts[pair] = counts.get(pair, 0) + 1
-    return counts
