@@ -11,6 +11,7 @@ is a parameter so tests move a fake one instead of sleeping.
 
 from __future__ import annotations
 
+import shutil
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -84,8 +85,9 @@ class _Tracker:
         elapsed = max(0.0, self.clock() - self.started)
         per_action = self.stats.as_dict()
         totals = self.stats.snapshot()
+        # Requests sent, not calls begun: a call waiting for its pace slot is not traffic.
         rates = {
-            action: (numbers["calls"] / elapsed if elapsed > 0 else 0.0)
+            action: (numbers["attempts"] / elapsed if elapsed > 0 else 0.0)
             for action, numbers in per_action.items()
         }
         return ProgressState(
@@ -123,6 +125,8 @@ def _eta_text(eta_s: float | None) -> str:
 def _rates_text(state: ProgressState, *, short: bool) -> str:
     parts = []
     for action, rate in state.calls_per_s.items():
+        if short and rate == 0:
+            continue  # a terminal line has no room for actions this run does not call
         name = _SHORT_NAMES.get(action, action) if short else action
         parts.append(f"{name} {rate:.1f}/s" if short else f"{name}={rate:.1f}")
     return " ".join(parts) or "-"
@@ -170,7 +174,9 @@ class TerminalProgress:
     def _draw(self) -> None:
         self._last_draw = self._clock()
         # "\r" returns to the line start and "\x1b[K" erases what a longer line left behind.
-        self._stream.write("\r" + terminal_line(self._tracker.state()) + "\x1b[K")
+        # A line longer than the terminal wraps, and "\r" would only redraw its last part.
+        width = shutil.get_terminal_size().columns - 1
+        self._stream.write("\r" + terminal_line(self._tracker.state())[:width] + "\x1b[K")
         self._stream.flush()
 
 

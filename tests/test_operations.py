@@ -267,6 +267,7 @@ def test_terminal_tick_redraws_with_the_time_gone_by() -> None:
     sink = TerminalProgress(stream, clock)
     sink.start(100, 0, stats)
     stats.action("ListOTAUnfinishedTaskByDevice").calls += 4
+    stats.action("ListOTAUnfinishedTaskByDevice").attempts += 4
     stats.action("ListOTAUnfinishedTaskByDevice").throttled += 4
     clock.advance(2.0)
     sink.tick()

@@ -6,6 +6,7 @@ import io
 import re
 
 import orjson
+import pytest
 from conftest import FakeClock
 
 from fleetaudit.api.stats import ApiStats
@@ -25,7 +26,9 @@ class TtyStream(io.StringIO):
 
 
 def _calls(stats: ApiStats, action: str, n: int, *, throttled: int = 0) -> None:
+    """`n` calls of `action` sent (rates count requests sent, not calls begun)."""
     stats.action(action).calls += n
+    stats.action(action).attempts += n
     stats.action(action).throttled += throttled
 
 
@@ -151,3 +154,24 @@ def test_choose_progress_picks_by_tty_and_format() -> None:
     assert isinstance(choose_progress(TtyStream(), "text", clock), TerminalProgress)
     assert isinstance(choose_progress(io.StringIO(), "text", clock), LogProgress)
     assert isinstance(choose_progress(TtyStream(), "json", clock), LogProgress)
+
+
+def test_rates_count_requests_sent_not_calls_waiting_for_their_pace() -> None:
+    """A call still waiting for its pace slot adds nothing to the calls-per-second rate."""
+    clock, stream, stats = FakeClock(0.0), io.StringIO(), ApiStats()
+    sink = LogProgress(stream, clock, every_s=1.0)
+    sink.start(10, 0, stats)
+    stats.action("ListOTAUnfinishedTaskByDevice").calls += 64  # begun, none sent yet
+    clock.advance(2.0)
+    sink.tick()
+    assert "ListOTAUnfinishedTaskByDevice=0.0" in stream.getvalue().splitlines()[-1]
+
+
+def test_terminal_line_fits_the_terminal(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The redrawn line is cut to the terminal's width, since a wrapped line cannot be redrawn."""
+    monkeypatch.setenv("COLUMNS", "40")
+    clock, stream, stats = FakeClock(0.0), TtyStream(), ApiStats()
+    sink = TerminalProgress(stream, clock)
+    sink.start(100, 0, stats)
+    drawn = stream.getvalue().split("\r")[-1].removesuffix("\x1b[K")
+    assert len(drawn) == 39
