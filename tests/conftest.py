@@ -16,9 +16,12 @@ Other test modules import from here directly (`from conftest import FakeClock, e
 from __future__ import annotations
 
 import contextlib
+import subprocess
+import sys
 import time
 import uuid
 from collections.abc import Iterator, Mapping
+from pathlib import Path
 from typing import Any
 
 import aiohttp
@@ -188,3 +191,34 @@ def static_fleet() -> StaticFleet:
                  now - 5 * day, now - 4 * day),
     ]  # fmt: skip
     return StaticFleet(devices, tasks, firmware, jobs, missing_devices=[("pk1", "ghost", "")])
+
+
+# Takes the lock, says so on stdout, and holds it until its stdin closes.
+_HOLDER = """
+import sys
+from pathlib import Path
+from fleetaudit.lock import run_lock
+with run_lock(Path(sys.argv[1])):
+    print("locked", flush=True)
+    sys.stdin.read()
+"""
+
+
+@contextlib.contextmanager
+def lock_held_elsewhere(out: Path) -> Iterator[int]:
+    """A child process holding the lock on `out`; yields its pid, releases on exit."""
+    child = subprocess.Popen(
+        [sys.executable, "-c", _HOLDER, str(out)],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    assert child.stdin is not None
+    assert child.stdout is not None
+    try:
+        assert child.stdout.readline() == "locked\n"  # readiness line: no sleeping
+        yield child.pid
+    finally:
+        child.stdin.close()
+        assert child.wait(timeout=30) == 0
+        child.stdout.close()

@@ -2,52 +2,19 @@
 
 from __future__ import annotations
 
-import subprocess
-import sys
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
+from conftest import lock_held_elsewhere
 
 from fleetaudit.errors import EXIT_INCOMPLETE, exit_code_for
 from fleetaudit.lock import LockHeld, run_lock
-
-# Takes the lock, says so on stdout, and holds it until its stdin closes.
-_HOLDER = """
-import sys
-from pathlib import Path
-from fleetaudit.lock import run_lock
-with run_lock(Path(sys.argv[1])):
-    print("locked", flush=True)
-    sys.stdin.read()
-"""
-
-
-@contextmanager
-def _held_by_other_process(out: Path) -> Iterator[int]:
-    """A child process holding the lock on `out`; yields its pid, releases on exit."""
-    child = subprocess.Popen(
-        [sys.executable, "-c", _HOLDER, str(out)],
-        stdin=subprocess.PIPE,
-        stdout=subprocess.PIPE,
-        text=True,
-    )
-    assert child.stdin is not None
-    assert child.stdout is not None
-    try:
-        assert child.stdout.readline() == "locked\n"  # readiness line: no sleeping
-        yield child.pid
-    finally:
-        child.stdin.close()
-        assert child.wait(timeout=30) == 0
-        child.stdout.close()
 
 
 def test_second_run_is_refused_with_the_holders_pid(tmp_path: Path) -> None:
     """While another process runs on OUT, taking the lock fails at once naming OUT and its pid."""
     with (
-        _held_by_other_process(tmp_path) as pid,
+        lock_held_elsewhere(tmp_path) as pid,
         pytest.raises(LockHeld) as caught,
         run_lock(tmp_path),
     ):
@@ -58,7 +25,7 @@ def test_second_run_is_refused_with_the_holders_pid(tmp_path: Path) -> None:
 
 def test_lock_is_free_again_after_the_holder_exits(tmp_path: Path) -> None:
     """When the other process ends, the lock can be taken (the file itself stays)."""
-    with _held_by_other_process(tmp_path):
+    with lock_held_elsewhere(tmp_path):
         pass
     with run_lock(tmp_path) as path:
         assert path == tmp_path / ".lock"

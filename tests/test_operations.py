@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import io
 import re
-import subprocess
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -17,7 +16,7 @@ from typing import Any
 import orjson
 import pyarrow.parquet as pq
 import pytest
-from conftest import FIXED_NOW, FakeClock, emulator_url
+from conftest import FIXED_NOW, FakeClock, emulator_url, lock_held_elsewhere
 
 from fleetaudit import cli
 from fleetaudit.api.client import ACTIONS
@@ -150,37 +149,6 @@ def test_device_without_module_list_has_no_module_findings(tmp_path: Path) -> No
         ("version_drift", "d07"),
     ]
     assert [d["audit_status"] for d in devices if d["device_name"] == "d01"] == ["error"]
-
-
-# Takes the lock, says so on stdout, and holds it until its stdin closes (as test_lock.py).
-_HOLDER = """
-import sys
-from pathlib import Path
-from fleetaudit.lock import run_lock
-with run_lock(Path(sys.argv[1])):
-    print("locked", flush=True)
-    sys.stdin.read()
-"""
-
-
-@contextmanager
-def lock_held_elsewhere(out: Path) -> Iterator[int]:
-    """Another process holding OUT's run lock; yields its pid."""
-    child = subprocess.Popen(
-        [sys.executable, "-c", _HOLDER, str(out)],
-        stdin=subprocess.PIPE,
-        stdout=subprocess.PIPE,
-        text=True,
-    )
-    assert child.stdin is not None
-    assert child.stdout is not None
-    try:
-        assert child.stdout.readline() == "locked\n"  # readiness line: no sleeping
-        yield child.pid
-    finally:
-        child.stdin.close()
-        assert child.wait(timeout=30) == 0
-        child.stdout.close()
 
 
 def test_held_lock_exits_4_with_a_clear_message(
