@@ -11,6 +11,7 @@ from __future__ import annotations
 import csv
 import hashlib
 from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import IO
 
@@ -31,8 +32,24 @@ def _canonical(name: str) -> str | None:
     return {"productkey": "product_key", "devicename": "device_name", "iotid": "iot_id"}.get(folded)
 
 
-def read_devices(path: str | Path) -> Iterator[Device]:
-    """Each unique device in a `.csv`, `.jsonl` or `.parquet` list, in file order."""
+@dataclass(frozen=True, slots=True)
+class DeviceListCheck:
+    """What one full pass over a device list found."""
+
+    rows: int  # device rows (blank lines not counted)
+    unique: int  # distinct (product_key, device_name)
+
+    @property
+    def has_duplicates(self) -> bool:
+        return self.rows != self.unique
+
+
+def read_devices(path: str | Path, *, unique: bool = True) -> Iterator[Device]:
+    """Each device in a `.csv`, `.jsonl` or `.parquet` list, in file order.
+
+    With `unique` (the default) a device listed twice is yielded once; that costs a set of
+    8-byte digests, which a caller that knows the list has no duplicates can skip.
+    """
     path = Path(path)
     readers = {".csv": _read_csv, ".jsonl": _read_jsonl, ".parquet": _read_parquet}
     reader = readers.get(path.suffix.lower())
@@ -43,12 +60,22 @@ def read_devices(path: str | Path) -> Iterator[Device]:
             None,
             f"unknown extension {path.suffix!r}: use .csv, .jsonl or .parquet",
         )
-    return _unique(reader(path))
+    rows = reader(path)
+    return _unique(rows) if unique else rows
 
 
-def validate_device_list(path: str | Path) -> int:
-    """Read the whole list once, raising on the first bad row; the number of unique devices."""
-    return sum(1 for _ in read_devices(path))
+def validate_device_list(path: str | Path) -> DeviceListCheck:
+    """Read the whole list once, raising on the first bad row; how many rows and devices."""
+    rows = 0
+
+    def counted(devices: Iterable[Device]) -> Iterator[Device]:
+        nonlocal rows
+        for device in devices:
+            rows += 1
+            yield device
+
+    unique = sum(1 for _ in _unique(counted(read_devices(path, unique=False))))
+    return DeviceListCheck(rows=rows, unique=unique)
 
 
 def _unique(devices: Iterable[Device]) -> Iterator[Device]:

@@ -23,7 +23,7 @@ from fleetaudit.api.stats import ApiStats
 from fleetaudit.audit.findings import expected_versions
 from fleetaudit.collect import DeviceResult, Lookups, fan_out
 from fleetaudit.config import Policy
-from fleetaudit.devices import read_devices, validate_device_list
+from fleetaudit.devices import DeviceListCheck, read_devices, validate_device_list
 from fleetaudit.errors import AuthError, RunIncomplete, UsageError
 from fleetaudit.models import Credentials, Firmware
 from fleetaudit.recording import (
@@ -93,12 +93,12 @@ async def run_audit(
 ) -> RunOutcome:
     """Audit every device of the list and publish the run's reports atomically."""
     rng = rng or random.Random()
-    total = validate_device_list(settings.devices)
+    device_list = validate_device_list(settings.devices)
     started_ms = int(clock() * 1000)
     staging = _open_staging(settings, started_ms, rng)
     now_ms = int(staging.meta["now_ms"])
     try:
-        stats = await _collect(settings, credentials, staging, now_ms, total, rng, progress)
+        stats = await _collect(settings, credentials, staging, now_ms, device_list, rng, progress)
     except (AuthError, UsageError, BaseExceptionGroup) as error:
         stopped = error if isinstance(error, UsageError) else _only_auth_error(error)
         if stopped is None:
@@ -124,7 +124,8 @@ async def run_audit(
         finding_counts=finding_counts(staging),
         api_stats=stats.api.as_dict(),
         extra={
-            "device_list_rows": total,
+            "device_list_rows": device_list.rows,
+            "device_list_unique": device_list.unique,
             "min_coverage": settings.min_coverage,
             "coverage_ok": coverage >= settings.min_coverage,
             "sessions": int(staging.meta.get("sessions", 1)),
@@ -178,7 +179,7 @@ async def _collect(
     credentials: Credentials,
     staging: RunStaging,
     now_ms: int,
-    total: int,
+    device_list: DeviceListCheck,
     rng: random.Random,
     progress: ProgressSink | None,
 ) -> _CollectStats:
@@ -188,9 +189,11 @@ async def _collect(
         expected = await _resolve_targets(settings.policy, lookups)
         drain_lookups(staging, lookups)
         recorder = Recorder(staging, settings.policy, expected, lookups, now_ms)
-        devices = (d for d in read_devices(settings.devices) if device_key(d) not in done)
+        # A list without duplicates needs no set of every device seen (memory at 1M devices).
+        listed = read_devices(settings.devices, unique=device_list.has_duplicates)
+        devices = (d for d in listed if device_key(d) not in done)
         if progress:
-            progress.start(total, len(done), client.stats)
+            progress.start(device_list.unique, len(done), client.stats)
         results_in, results_out = anyio.create_memory_object_stream[DeviceResult](
             settings.client.concurrency
         )

@@ -115,16 +115,23 @@ def test_duplicates_are_yielded_once(tmp_path: Path, suffix: str) -> None:
     ]
 
 
-def test_validate_counts_unique_devices(tmp_path: Path) -> None:
-    """validate_device_list returns the number of unique devices."""
+def test_validate_counts_rows_and_unique_devices(tmp_path: Path) -> None:
+    """validate_device_list counts the rows and the distinct devices among them."""
     path = write_csv(tmp_path, "product_key,device_name\npk,a\npk,b\npk,a\n")
-    assert validate_device_list(path) == 2
+    check = validate_device_list(path)
+    assert (check.rows, check.unique, check.has_duplicates) == (3, 2, True)
+
+
+def test_reading_without_dedupe_keeps_every_row(tmp_path: Path) -> None:
+    """unique=False yields every row, for a caller that knows there are no duplicates."""
+    path = write_csv(tmp_path, "product_key,device_name\npk,a\npk,a\n")
+    assert [d.device_name for d in read_devices(path, unique=False)] == ["a", "a"]
 
 
 @pytest.mark.parametrize("name", ["devices.csv", "devices.jsonl"])
 def test_sample_device_lists_are_valid(name: str) -> None:
     """The shipped sample lists read cleanly and hold 10-20 unique devices."""
-    assert 10 <= validate_device_list(SAMPLES / name) <= 20
+    assert 10 <= validate_device_list(SAMPLES / name).unique <= 20
 
 
 @pytest.mark.parametrize(
