@@ -16,7 +16,10 @@ import time
 
 from fleetaudit.api.client import ClientSettings, OtaClient, open_client
 from fleetaudit.api.protocol import ACTIONS, LIST_MODULE_VERSIONS, LIST_UNFINISHED_TASKS
-from fleetaudit.emulator import STATS_KEY, FaultPlan, SyntheticFleet, create_app, serve_in_thread
+from fleetaudit.emulator.app import STATS_KEY, create_app
+from fleetaudit.emulator.faults import FaultPlan
+from fleetaudit.emulator.server import serve_in_thread
+from fleetaudit.emulator.synthetic import SyntheticFleet
 from fleetaudit.errors import CallFailed
 from fleetaudit.models import Credentials, Device
 

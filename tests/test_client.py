@@ -19,7 +19,8 @@ from fleetaudit.api.client import (
     RetryPolicy,
     open_client,
 )
-from fleetaudit.emulator import STATS_KEY, FaultPlan
+from fleetaudit.emulator.app import STATS_KEY
+from fleetaudit.emulator.faults import FaultPlan
 from fleetaudit.errors import AuthError, CallFailed
 from fleetaudit.models import Credentials, Device
 

@@ -4,10 +4,17 @@ from __future__ import annotations
 
 import random
 
+import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from fleetaudit.api.signing import canonical_query, percent_encode, sign, string_to_sign
+from fleetaudit.api.signing import (
+    canonical_query,
+    percent_encode,
+    sign,
+    signed_query,
+    string_to_sign,
+)
 
 SECRET = "testsecret"
 
@@ -121,3 +128,30 @@ def test_changing_a_value_changes_the_signature(value: str) -> None:
     base = dict(UNFINISHED_TASKS, ModuleName=value)
     changed = dict(UNFINISHED_TASKS, ModuleName=value + "x")
     assert sign("POST", base, SECRET) != sign("POST", changed, SECRET)
+
+
+@pytest.mark.parametrize(
+    ("method", "params", "signature"),
+    [
+        ("GET", DOCS_EXAMPLE, "Y9eWn4nF8QPh3c4zAFkM/k/u7eA="),
+        ("POST", UNFINISHED_TASKS, "hxDS4gS5mw17HYMi3NScqedfpr4="),
+        ("GET", UNFINISHED_TASKS, "3pC9txLgC4lGYdkBtN+dwSBq2JI="),
+        ("POST", CANCEL_EDGE_CASES, "XiFVGO+WCSTvLSiCuH25bTTJ2fI="),
+    ],
+)
+def test_signed_query_carries_the_known_signatures(
+    method: str, params: dict[str, str], signature: str
+) -> None:
+    """The client's fast path sends every known-answer vector's signature, percent-encoded."""
+    query = signed_query(method, params, SECRET)
+    assert query == f"{canonical_query(params)}&Signature={percent_encode(signature)}"
+
+
+@given(
+    st.dictionaries(st.text(min_size=1, max_size=12), st.text(max_size=20), max_size=12),
+    st.sampled_from(["GET", "POST"]),
+)
+def test_signed_query_agrees_with_sign(params: dict[str, str], method: str) -> None:
+    """For any parameters the fast path sends exactly what canonical_query and sign give."""
+    expected = f"{canonical_query(params)}&Signature={percent_encode(sign(method, params, SECRET))}"
+    assert signed_query(method, params, SECRET) == expected

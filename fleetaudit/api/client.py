@@ -29,7 +29,7 @@ from fleetaudit.api import protocol
 from fleetaudit.api.pacing import RateBudget
 from fleetaudit.api.protocol import ACTIONS, DEFAULT_QUOTAS
 from fleetaudit.api.retry import RetryPolicy, backoff_delay
-from fleetaudit.api.signing import canonical_query, percent_encode, sign_canonical
+from fleetaudit.api.signing import signed_query
 from fleetaudit.api.stats import ActionStats, ApiStats
 from fleetaudit.errors import ApiError, AuthError, CallFailed, TransientError
 from fleetaudit.models import (
@@ -320,11 +320,7 @@ class OtaClient:
             iot_instance_id=self._settings.iot_instance_id,
         )
         signed.update(params)
-        canonical = canonical_query(signed)
-        signature = sign_canonical(
-            self._settings.method, canonical, self._credentials.access_key_secret
-        )
-        return f"{canonical}&Signature={percent_encode(signature)}"
+        return signed_query(self._settings.method, signed, self._credentials.access_key_secret)
 
     async def _send(self, query: str, time_left: float) -> _Answer:
         """The HTTP exchange; every aiohttp/asyncio error becomes a TransientError here."""

@@ -10,6 +10,7 @@ import base64
 import hashlib
 import hmac
 from collections.abc import Iterable, Mapping
+from functools import lru_cache
 from urllib.parse import quote
 
 
@@ -37,12 +38,39 @@ def string_to_sign(method: str, params: Mapping[str, str] | Iterable[tuple[str, 
 
 def sign(method: str, params: Mapping[str, str] | Iterable[tuple[str, str]], secret: str) -> str:
     """The base64 HMAC-SHA1 signature of a request, keyed with `secret + "&"`."""
-    return sign_canonical(method, canonical_query(params), secret)
+    return _hmac_sha1(string_to_sign(method, params), secret)
 
 
-def sign_canonical(method: str, canonical: str, secret: str) -> str:
-    """`sign` for a canonical query already built (the client sends that same string)."""
-    to_sign = f"{method.upper()}&{percent_encode('/')}&{percent_encode(canonical)}"
+def signed_query(method: str, params: Mapping[str, str], secret: str) -> str:
+    """The query string a client sends: the canonical query, then `&Signature=...`.
+
+    The same bytes as `canonical_query` and `sign`, built faster for the hot path: the
+    string to sign is the canonical query encoded once more, and since encoding works
+    character by character, that is each name and value encoded twice, joined by the
+    encoded `=` and `&`. Names and most values repeat from request to request, so both
+    encodings come from a cache; only nonces and device ids are new each time.
+    """
+    pairs = sorted(
+        ((name, value) for name, value in params.items() if name != "Signature"),
+        key=lambda pair: pair[0].encode(),
+    )
+    canonical = "&".join(f"{_encoded(name)}={_encoded(value)}" for name, value in pairs)
+    encoded_twice = "%26".join(f"{_twice(name)}%3D{_twice(value)}" for name, value in pairs)
+    signature = _hmac_sha1(f"{method.upper()}&%2F&{encoded_twice}", secret)
+    return f"{canonical}&Signature={percent_encode(signature)}"
+
+
+@lru_cache(maxsize=4096)
+def _encoded(text: str) -> str:
+    return percent_encode(text)
+
+
+@lru_cache(maxsize=4096)
+def _twice(text: str) -> str:
+    return percent_encode(_encoded(text))
+
+
+def _hmac_sha1(to_sign: str, secret: str) -> str:
     digest = hmac.new(f"{secret}&".encode(), to_sign.encode(), hashlib.sha1).digest()
     return base64.b64encode(digest).decode("ascii")
 

@@ -1,31 +1,11 @@
-"""A local emulator of the platform's OTA API, strict like the real one."""
+"""A local emulator of the platform's OTA API, strict like the real one.
 
-from fleetaudit.emulator.app import FLEET_KEY, STATS_KEY, EmulatorStats, create_app
-from fleetaudit.emulator.faults import FaultPlan
-from fleetaudit.emulator.fleet import (
-    Fleet,
-    FleetDevice,
-    FleetFirmware,
-    FleetJob,
-    FleetTask,
-    StaticFleet,
-)
-from fleetaudit.emulator.server import serve, serve_in_thread
-from fleetaudit.emulator.synthetic import SyntheticFleet
+app.py        create_app(fleet, ...): the aiohttp application (gateway checks, quotas, faults)
+actions.py    the five actions: parameters, business errors, response bodies (no I/O)
+fleet.py      Fleet, StaticFleet and the fleet's records; synthetic.py: SyntheticFleet
+faults.py     FaultPlan; quota.py: the token buckets; server.py: serve, serve_in_thread
+cli.py        the `fleetaudit emulator` command
 
-__all__ = [
-    "FLEET_KEY",
-    "STATS_KEY",
-    "EmulatorStats",
-    "FaultPlan",
-    "Fleet",
-    "FleetDevice",
-    "FleetFirmware",
-    "FleetJob",
-    "FleetTask",
-    "StaticFleet",
-    "SyntheticFleet",
-    "create_app",
-    "serve",
-    "serve_in_thread",
-]
+Import from the modules themselves: the package imports nothing, so the command line
+does not load the server to build its help.
+"""

@@ -15,13 +15,13 @@ import csv
 import os
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from fleetaudit.emulator.app import DEFAULT_CANCELLABLE, create_app
-from fleetaudit.emulator.faults import FaultPlan
 from fleetaudit.emulator.quota import DEFAULT_QUOTAS
-from fleetaudit.emulator.server import serve
-from fleetaudit.emulator.synthetic import SyntheticFleet
 from fleetaudit.errors import EXIT_OK, UsageError
+
+if TYPE_CHECKING:
+    from fleetaudit.emulator.synthetic import SyntheticFleet
 
 DEMO_KEY_ID = "DEMO-fleetaudit-key"
 DEMO_SECRET = "DEMO-fleetaudit-secret-not-secret"
@@ -76,6 +76,13 @@ def write_devices(fleet: SyntheticFleet, path: Path) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Run the emulator command."""
+    # Imported here: every fleetaudit command builds this command's arguments, and only
+    # this one needs the server.
+    from fleetaudit.emulator.app import DEFAULT_CANCELLABLE, create_app
+    from fleetaudit.emulator.faults import FaultPlan
+    from fleetaudit.emulator.server import serve
+    from fleetaudit.emulator.synthetic import SyntheticFleet
+
     fleet = SyntheticFleet(args.devices, seed=args.seed, now_ms=int(time.time() * 1000))
     if args.write_devices is not None:
         write_devices(fleet, args.write_devices)
