@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 import anyio
+import orjson
 
 from fleetaudit.api.client import ClientSettings, open_client
 from fleetaudit.api.stats import ApiStats
@@ -96,6 +97,8 @@ async def run_audit(
     device_list = validate_device_list(settings.devices)
     started_ms = int(clock() * 1000)
     staging = _open_staging(settings, started_ms, rng)
+    if isinstance(staging, Path):
+        return _published_outcome(staging)
     now_ms = int(staging.meta["now_ms"])
     try:
         stats = await _collect(settings, credentials, staging, now_ms, device_list, rng, progress)
@@ -147,15 +150,25 @@ def _only_auth_error(error: BaseException) -> AuthError | None:
     return None
 
 
+def _published_outcome(run_dir: Path) -> RunOutcome:
+    manifest = orjson.loads((run_dir / "manifest.json").read_bytes())
+    exit_code = 0 if manifest.get("coverage_ok", True) else RunIncomplete.exit_code
+    return RunOutcome(run_dir=run_dir, manifest=manifest, exit_code=exit_code)
+
+
 @dataclass
 class _CollectStats:
     api: ApiStats
     expected_keys: frozenset[tuple[str, str]]
 
 
-def _open_staging(settings: RunSettings, started_ms: int, rng: random.Random) -> RunStaging:
+def _open_staging(settings: RunSettings, started_ms: int, rng: random.Random) -> RunStaging | Path:
+    """A new staged run, the newest one to resume, or the run directory of one that died
+    after it was published (a resume then has nothing left to do)."""
     if settings.resume:
         staging = RunStaging.resume_newest(settings.out)
+        if isinstance(staging, Path):
+            return staging
         if staging is not None:
             staging.meta["resumed"] = True
             staging.meta["sessions"] = int(staging.meta.get("sessions", 1)) + 1

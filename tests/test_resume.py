@@ -28,7 +28,7 @@ from fleetaudit.emulator.app import STATS_KEY
 from fleetaudit.emulator.fleet import StaticFleet
 from fleetaudit.emulator.synthetic import SyntheticFleet
 from fleetaudit.report.schema import TABLES
-from fleetaudit.report.staging import STAGING_DIR
+from fleetaudit.report.staging import STAGING_DIR, RunStaging
 
 KEY_ID = "resume-key"
 SECRET = "resume-Secret-0c41d2"
@@ -326,3 +326,27 @@ def test_crash_between_last_commit_and_publish_adds_no_duplicates(
         blocker.unlink()
         assert cli.main(run_argv(url, devices, out, "--resume")) == 0
     assert read_run(out) == expected
+
+
+def test_resume_after_a_kill_between_publish_and_tidy_up_audits_nothing_again(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, fleet: SyntheticFleet
+) -> None:
+    """A run killed after its rename into place is complete: --resume calls nothing more."""
+    devices = write_devices(tmp_path / "devices.csv", fleet)
+    out = tmp_path / "out"
+    monkeypatch.setenv("FLEETAUDIT_ACCESS_KEY_ID", KEY_ID)
+    monkeypatch.setenv("FLEETAUDIT_ACCESS_KEY_SECRET", SECRET)
+    with emulator_url(fleet, credentials={KEY_ID: SECRET}, quotas=UNLIMITED) as (url, app):
+        assert cli.main(run_argv(url, devices, out)) == 0
+        (run_dir,) = out.glob(RUN_GLOB)
+        run_id = run_dir.name.removeprefix("run_id=")
+        # The state a kill leaves between the rename and the tidy-up: the staged run is
+        # still there and LATEST is not written yet.
+        RunStaging.create(out, run_id, {"now_ms": 0})
+        (out / "LATEST").unlink()
+        served_before = tasks_served(app)
+        assert cli.main(run_argv(url, devices, out, "--resume")) == 0
+        assert tasks_served(app) == served_before
+    assert list(out.glob(RUN_GLOB)) == [run_dir]
+    assert (out / "LATEST").read_text().strip() == str(run_dir.relative_to(out))
+    assert staged_run_ids(out) == set()

@@ -225,13 +225,13 @@ def test_resume_skips_dir_without_meta(tmp_path: Path) -> None:
 
 
 def test_resume_completes_a_finalize_cut_after_rename(tmp_path: Path) -> None:
-    """A run renamed into place whose tidy-up was cut short gets LATEST and is not resumed."""
+    """A run renamed into place whose tidy-up was cut short gets LATEST and is returned."""
     staging = _staged(tmp_path, "a")
     target = tmp_path / run_relpath(RUN_ID)
     target.parent.mkdir(parents=True)
     (tmp_path / ".staging" / RUN_ID / "final").mkdir()
     (tmp_path / ".staging" / RUN_ID / "final").rename(target)
-    assert RunStaging.resume_newest(tmp_path) is None
+    assert RunStaging.resume_newest(tmp_path) == target
     assert not staging.path.exists()
     assert latest_run(tmp_path) == target
 

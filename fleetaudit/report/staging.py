@@ -147,19 +147,23 @@ class RunStaging:
         return staging
 
     @classmethod
-    def resume_newest(cls, out: Path) -> RunStaging | None:
-        """The newest staged run that is not yet complete, reopened; None when there is none."""
+    def resume_newest(cls, out: Path) -> RunStaging | Path | None:
+        """The newest staged run, reopened; None when there is none.
+
+        A run that died after its rename into place is complete: its tidy-up is finished
+        and its run directory returned instead, so that a resume does not audit again.
+        """
         root = out / STAGING_DIR
         if not root.is_dir():
             return None
         for entry in sorted(root.iterdir(), reverse=True):
             if not (entry / _META).is_file():
                 continue  # died inside create(): nothing of it was ever committed
-            if (out / run_relpath(entry.name)).is_dir():
-                # Died after the rename: the run is complete, only the tidy-up is left.
+            published = out / run_relpath(entry.name)
+            if published.is_dir():
                 _publish_latest(out, entry.name)
                 shutil.rmtree(entry)
-                continue
+                return published
             return cls.open(out, entry.name)
         return None
 
