@@ -3,11 +3,11 @@
 Every client runs as its own process against the emulator in another process on
 loopback; CPU time and peak RSS are the child's own (wait4), the emulator's CPU is read
 from /proc. Each figure is the median of `--runs` runs; ratios are taken within a run
-(same machine state) and their median reported. The default sizes finish in well under 10
-minutes on 2 cores; `--full` runs the large sizes (100k devices, and `--million`).
+(same machine state) and their median reported. The default sizes finish in under 10
+minutes on 2 cores; `--full` adds the large size (1M devices, about 10 minutes more).
 
-    make bench                                  # default sizes
-    make bench BENCH_ARGS="--full"              # 20k/100k memory, DuckDB over the 100k run
+    make bench                                  # default sizes: memory at 20k and 100k
+    make bench BENCH_ARGS="--full"              # also 1M devices
     .venv/bin/python benchmarks/run.py --only overhead --runs 5
 """
 
@@ -262,8 +262,7 @@ def machine() -> list[str]:
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--full", action="store_true", help="20k/100k memory and DuckDB at 100k")
-    parser.add_argument("--million", action="store_true", help="also 1M devices (with --full)")
+    parser.add_argument("--full", action="store_true", help="also 1M devices (memory)")
     parser.add_argument("--runs", type=int, default=3, help="runs per figure (median)")
     parser.add_argument(
         "--only",
@@ -286,10 +285,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     if "overhead" in parts:
         rows += overhead(args.overhead_devices, args.runs, args.work)
     if "memory" in parts:
-        sizes = [20000, 100000] if args.full else [4000, 20000]
-        if args.full and args.million:
-            sizes.append(1_000_000)
-        rows += memory(sizes, args.runs, args.work, sizes[-1] if len(sizes) < 3 else 100000)
+        sizes = [20000, 100000, 1_000_000] if args.full else [20000, 100000]
+        rows += memory(sizes, args.runs, args.work, duckdb_size=100000)
     if "emulator" in parts:
         rows += emulator_rate(args.overhead_devices, args.work)
     print_table(rows, args.runs, time.perf_counter() - started)
