@@ -148,6 +148,15 @@ def test_latest_names_newest_run(tmp_path: Path) -> None:
     assert latest_run(tmp_path) == tmp_path / run_relpath(RUN_ID)
 
 
+def test_publishing_removes_an_orphaned_latest_temporary(tmp_path: Path) -> None:
+    """A LATEST temporary left by a killed writer is gone once the next run publishes."""
+    orphan = tmp_path / ".LATEST.k1ll3d.tmp"
+    orphan.write_bytes(b"run_date=")
+    _staged(tmp_path, "a").finalize({})
+    assert not orphan.exists()
+    assert (tmp_path / "LATEST").read_text() == run_relpath(RUN_ID) + "\n"
+
+
 def test_older_run_finishing_late_keeps_latest(tmp_path: Path) -> None:
     """A resumed run that started earlier does not take LATEST from a newer run."""
     older = RunStaging.create(tmp_path, "20241118T000000Z-000001", {})

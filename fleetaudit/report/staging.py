@@ -345,6 +345,10 @@ def _publish_latest(out: Path, run_id: str) -> None:
     current = latest_run(out)
     if current is not None and current.name.removeprefix("run_id=") > run_id:
         return
+    # A process killed inside write_atomic leaves its temporary file behind; only the
+    # holder of OUT/.lock writes LATEST, so any such file is an orphan.
+    for orphan in out.glob(f".{LATEST}.*.tmp"):
+        orphan.unlink(missing_ok=True)
     write_atomic(out / LATEST, f"{run_relpath(run_id)}\n".encode())
 
 
