@@ -262,6 +262,22 @@ def test_expired_timestamp_says_check_the_clock() -> None:
         protocol.decode_response(400, body)
 
 
+@pytest.mark.parametrize(
+    ("code", "hint"),
+    [
+        ("SignatureDoesNotMatch", "check FLEETAUDIT_ACCESS_KEY_SECRET"),
+        ("InvalidAccessKeyId.NotFound", "check FLEETAUDIT_ACCESS_KEY_ID"),
+        ("InvalidAccessKeyId.Inactive", "check FLEETAUDIT_ACCESS_KEY_ID"),
+        ("iot.common.RamActionPermissionDeny", "lacks permission"),
+    ],
+)
+def test_auth_errors_say_what_to_check(code: str, hint: str) -> None:
+    """Each credential or permission error tells the operator what to check."""
+    body = orjson.dumps({"Code": code, "Message": "refused"})
+    with pytest.raises(AuthError, match=hint):
+        protocol.decode_response(400, body)
+
+
 def test_business_error_on_http_200() -> None:
     """HTTP 200 with success false is an error carrying its code and request id."""
     body = orjson.dumps(

@@ -205,13 +205,22 @@ def error_for(
     message = redact_message(message)
     kind = classify_error(code, http_status)
     if kind == "auth":
-        if code == "InvalidTimeStamp.Expired":
-            message = f"{message} (check the clock: it is more than 15 minutes off)".lstrip()
-        return AuthError(code, message)
+        return AuthError(code, f"{message} ({_auth_hint(code)})".lstrip())
     error_type = TransientError if kind == "retryable" else ApiError
     return error_type(
         code, message, http_status=http_status, request_id=request_id, retry_after=retry_after
     )
+
+
+def _auth_hint(code: str) -> str:
+    """What an operator should check for an authentication or permission error."""
+    if code == "InvalidTimeStamp.Expired":
+        return "check the clock: it is more than 15 minutes off"
+    if code.startswith("InvalidAccessKeyId"):
+        return "check FLEETAUDIT_ACCESS_KEY_ID: the platform does not accept this key"
+    if code == "SignatureDoesNotMatch":
+        return "check FLEETAUDIT_ACCESS_KEY_SECRET: it does not match the key id"
+    return "the key lacks permission for this action: check its RAM policy"
 
 
 def parse_ratelimit_header(value: str) -> dict[str, str]:
