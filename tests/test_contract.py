@@ -78,3 +78,13 @@ def test_layout_lists_every_table_file() -> None:
     files = set(re.findall(r"([a-z_]+)\.parquet", block))
     assert files == set(TABLES)
     assert "manifest.json" in block
+
+
+SHARED_CONTRACT = Path(__file__).resolve().parents[2] / "shared" / "docs" / "REPORTS.md"
+
+
+@pytest.mark.skipif(not SHARED_CONTRACT.is_file(), reason="no shared/ checkout beside the repo")
+def test_in_repo_contract_starts_with_the_shared_one() -> None:
+    """docs/REPORTS.md is the shared contract unchanged, with the project's additions after it."""
+    shared = SHARED_CONTRACT.read_text(encoding="utf-8").rstrip("\n")
+    assert CONTRACT.read_text(encoding="utf-8").startswith(shared)
