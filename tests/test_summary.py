@@ -143,3 +143,26 @@ def test_run_summary_is_short_and_says_how_to_query(run_dir: Path) -> None:
     assert "Worst devices" not in text
     assert "Versions per" not in text
     assert f"FROM '{run_dir.parent.parent}/run_date=*/run_id=*/findings.parquet'" in text
+
+
+def test_drift_against_the_policy_names_the_target(tmp_path: Path) -> None:
+    """A module drifting from its policy target shows that target; majority drift does not."""
+    staging = RunStaging.create(tmp_path, RUN_ID, {})
+    staging.append(
+        "module_versions",
+        [ModuleVersion("pkA", "d1", None, "default", "1.0")]
+        + [ModuleVersion("pkA", f"d{i}", None, "ble", "2.0") for i in (1, 2)]
+        + [ModuleVersion("pkA", "d3", None, "ble", "1.9")],
+    )
+    against_target = Finding(
+        "version_drift", "warning", "pkA", "d1", None, "default", "1.0", "1.2", None, None,
+        None, None, None, "Module default runs 1.0; the policy expects 1.2.",
+    )  # fmt: skip
+    against_majority = Finding(
+        "version_drift", "info", "pkA", "d3", None, "ble", "1.9", "2.0", None, None,
+        None, None, None, "Module ble runs 1.9, but the fleet majority is 2.0.",
+    )  # fmt: skip
+    staging.append("findings", [against_target, against_majority])
+    text = summarize_run(staging.finalize({"run_id": RUN_ID}))
+    assert "pkA/default: 1 devices, 1 drift findings, target 1.2" in text
+    assert "pkA/ble: 3 devices, 1 drift findings\n" in text

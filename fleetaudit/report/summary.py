@@ -32,7 +32,14 @@ def summarize_run(
     devices = pq.read_table(run_dir / "devices.parquet", columns=["audit_status"])
     findings = pq.read_table(
         run_dir / "findings.parquet",
-        columns=["finding_type", "severity", "product_key", "device_name", "module_name"],
+        columns=[
+            "finding_type",
+            "severity",
+            "product_key",
+            "device_name",
+            "module_name",
+            "expected_version",
+        ],
     )
     versions = pq.read_table(
         run_dir / "module_versions.parquet",
@@ -153,6 +160,7 @@ def _drift_section(versions: pa.Table, findings: pa.Table) -> str:
         key = (row["product_key"], row["module_name"])
         dist.setdefault(key, []).append((row["module_version"], row["count_all"]))
     drift = _drift_counts(findings)
+    targets = _policy_targets(findings)
     # Groups with drift findings or more than one version first: that is where work is.
     # Only groups with drift or more than one version: a (product, module) every device
     # agrees on needs no attention.
@@ -168,11 +176,31 @@ def _drift_section(versions: pa.Table, findings: pa.Table) -> str:
         more = len(counts) - _MAX_VERSIONS_SHOWN
         if more > 0:
             shown += f", +{more} more"
-        lines.append(f"  {key[0]}/{key[1]}: {total} devices, {drift.get(key, 0)} drift findings")
+        target = f", target {targets[key]}" if key in targets else ""
+        lines.append(
+            f"  {key[0]}/{key[1]}: {total} devices, {drift.get(key, 0)} drift findings{target}"
+        )
         lines.append(f"    {shown}")
     if len(order) > _MAX_DRIFT_GROUPS:
         lines.append(f"  ... and {len(order) - _MAX_DRIFT_GROUPS} more (product, module) pairs")
     return "\n".join(lines)
+
+
+def _policy_targets(findings: pa.Table) -> dict[tuple[str, str], str]:
+    """The policy's expected version per (product, module), as its drift findings say."""
+    against_policy = findings.filter(
+        pc.and_(
+            pc.equal(findings["finding_type"], "version_drift"),
+            pc.equal(findings["severity"], "warning"),
+        )
+    )
+    rows = against_policy.select(["product_key", "module_name", "expected_version"]).to_pydict()
+    return {
+        (pk, module): version
+        for pk, module, version in zip(
+            rows["product_key"], rows["module_name"], rows["expected_version"], strict=True
+        )
+    }
 
 
 def _drift_counts(findings: pa.Table) -> dict[tuple[str, str], int]:
