@@ -95,6 +95,15 @@ def journal_lines(out: Path) -> int:
     return total
 
 
+def committed_devices(out: Path) -> int:
+    """Devices rows named by the journals' commit lines under OUT."""
+    return sum(
+        orjson.loads(line)["rows"].get("devices", 0)
+        for journal in (out / STAGING_DIR).glob("*/journal.jsonl")
+        for line in journal.read_bytes().splitlines()
+    )
+
+
 def tasks_served(app: web.Application) -> int:
     return int(app[STATS_KEY].served[TASKS_ACTION])
 
@@ -350,3 +359,35 @@ def test_resume_after_a_kill_between_publish_and_tidy_up_audits_nothing_again(
     assert list(out.glob(RUN_GLOB)) == [run_dir]
     assert (out / "LATEST").read_text().strip() == str(run_dir.relative_to(out))
     assert staged_run_ids(out) == set()
+
+
+def test_sigterm_commits_what_finished_and_exits_4(
+    tmp_path: Path,
+    fleet: SyntheticFleet,
+    uninterrupted: tuple[dict[str, list[tuple[object, ...]]], int],
+) -> None:
+    """SIGTERM (systemd stopping the unit) saves finished devices, exits 4, and resumes."""
+    expected, _ = uninterrupted
+    devices = write_devices(tmp_path / "devices.csv", fleet)
+    out = tmp_path / "out"
+    with emulator_url(fleet, credentials={KEY_ID: SECRET}, quotas=UNLIMITED) as (url, app):
+        child = start_run(run_argv(url, devices, out))
+        with reaped(child):
+            deadline = time.monotonic() + DEADLINE_S
+            while journal_lines(out) < 2:
+                assert child.poll() is None, stderr_of(child)
+                assert time.monotonic() < deadline, "the run never committed"
+                time.sleep(POLL_S)  # a poll interval, not a synchronization
+            child.send_signal(signal.SIGTERM)
+            _, err = child.communicate(timeout=DEADLINE_S)
+        assert child.returncode == 4
+        assert "--resume" in err.decode()
+        assert not list(out.glob(RUN_GLOB))
+        committed = committed_devices(out)
+        assert committed > 0
+        served_before = tasks_served(app)
+        finish(start_run(run_argv(url, devices, out, "--resume")))
+        refetched = tasks_served(app) - served_before
+    assert read_run(out) == expected
+    # Devices committed before SIGTERM, the last batch included, are not fetched again.
+    assert refetched == SIZE - committed
