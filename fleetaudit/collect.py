@@ -9,7 +9,7 @@ come back as `CallFailure` values; only `AuthError` escapes and stops the run.
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Generic, TypeVar
 
 import anyio
@@ -129,7 +129,8 @@ class Lookups:
                     device.product_key, device.device_name, firmware_id
                 )
             except CallFailed as failed:
-                self.failures.append(failed.failure)
+                # The listing is per firmware; the row names the job it was looking for.
+                self.failures.append(replace(failed.failure, job_id=job_id))
                 return None
             for job in jobs:
                 # One listing can name several jobs of this firmware: keep them all, once.

@@ -34,6 +34,8 @@ MAJORITY_TAG = "majority_findings"
 # Findings per majority commit: bounds the memory the end of a large run needs.
 MAJORITY_CHUNK = 10_000
 _MODULES_ACTION = "ListOTAModuleVersionsByDevice"
+_FIRMWARE_ACTION = "QueryOTAFirmware"
+_JOBS_ACTION = "ListOTAJobByDevice"
 
 
 class Recorder:
@@ -118,6 +120,15 @@ def lookups_from(staging: RunStaging, client: OtaClient) -> Lookups:
     for batch in staging.committed_batches("jobs"):
         for row in batch.to_pylist():
             lookups.remember_job(Job(**_epoch_ms(row, Job.__slots__)))
+    # A lookup that failed for good is finished work too: asking again would add a second
+    # answer to a run whose errors table already holds the first.
+    for batch in staging.committed_batches("errors"):
+        for row in batch.select(["action", "firmware_id", "job_id"]).to_pylist():
+            firmware_id, job_id = row["firmware_id"], row["job_id"]
+            if row["action"] == _FIRMWARE_ACTION and firmware_id:
+                lookups.firmware.prime(firmware_id, None)
+            elif row["action"] == _JOBS_ACTION and firmware_id and job_id:
+                lookups.jobs.prime((firmware_id, job_id), None)
     return lookups
 
 
