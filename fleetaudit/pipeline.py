@@ -21,7 +21,7 @@ import orjson
 
 from fleetaudit.api.client import ClientSettings, open_client
 from fleetaudit.api.stats import ApiStats
-from fleetaudit.audit.findings import expected_versions
+from fleetaudit.audit.findings import expected_versions, targeted_modules
 from fleetaudit.collect import DeviceResult, Lookups, fan_out
 from fleetaudit.config import Policy
 from fleetaudit.devices import DeviceListCheck, read_devices, validate_device_list
@@ -101,7 +101,9 @@ async def run_audit(
         return _published_outcome(staging)
     now_ms = int(staging.meta["now_ms"])
     try:
-        stats = await _collect(settings, credentials, staging, now_ms, device_list, rng, progress)
+        api_stats = await _collect(
+            settings, credentials, staging, now_ms, device_list, rng, progress
+        )
     except (AuthError, UsageError, BaseExceptionGroup) as error:
         stopped = error if isinstance(error, UsageError) else _only_auth_error(error)
         if stopped is None:
@@ -110,7 +112,8 @@ async def run_audit(
             # Nothing useful was written: leave no trace of a run that never started.
             shutil.rmtree(staging.path, ignore_errors=True)
         raise stopped from None
-    await anyio.to_thread.run_sync(commit_majority_findings, staging, stats.expected_keys)
+    targeted = targeted_modules(settings.policy)
+    await anyio.to_thread.run_sync(commit_majority_findings, staging, targeted)
 
     device_counts = value_counts(staging, "devices", "audit_status")
     audited = sum(device_counts.values())
@@ -125,7 +128,7 @@ async def run_audit(
         config=dict(settings.config, now=now_ms),
         device_counts=device_counts,
         finding_counts=finding_counts(staging),
-        api_stats=stats.api.as_dict(),
+        api_stats=api_stats.as_dict(),
         extra={
             "device_list_rows": device_list.rows,
             "device_list_unique": device_list.unique,
@@ -154,12 +157,6 @@ def _published_outcome(run_dir: Path) -> RunOutcome:
     manifest = orjson.loads((run_dir / "manifest.json").read_bytes())
     exit_code = 0 if manifest.get("coverage_ok", True) else RunIncomplete.exit_code
     return RunOutcome(run_dir=run_dir, manifest=manifest, exit_code=exit_code)
-
-
-@dataclass
-class _CollectStats:
-    api: ApiStats
-    expected_keys: frozenset[tuple[str, str]]
 
 
 def _open_staging(settings: RunSettings, started_ms: int, rng: random.Random) -> RunStaging | Path:
@@ -195,7 +192,7 @@ async def _collect(
     device_list: DeviceListCheck,
     rng: random.Random,
     progress: ProgressSink | None,
-) -> _CollectStats:
+) -> ApiStats:
     done = committed_devices(staging)
     async with open_client(settings.client, credentials, rng=rng) as client:
         lookups = lookups_from(staging, client)
@@ -245,7 +242,7 @@ async def _collect(
                 f"interrupted; finished devices are saved in {staging.path}: "
                 "run again with --resume to continue"
             )
-        return _CollectStats(api=client.stats, expected_keys=frozenset(expected))
+        return client.stats
 
 
 async def _cancel_on_signal(scope: anyio.CancelScope) -> None:

@@ -13,7 +13,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from fleetaudit.models import DeviceAudit, Finding
-from fleetaudit.report.schema import TABLES
+from fleetaudit.report.schema import TABLES, rows_to_batch
 from fleetaudit.report.staging import (
     RunStaging,
     latest_run,
@@ -21,7 +21,7 @@ from fleetaudit.report.staging import (
     remove_stale_staging,
     run_relpath,
     write_atomic,
-    write_table_file,
+    write_table_atomic,
 )
 
 START_MS = 1_732_009_663_000  # 2024-11-19T09:47:43Z
@@ -172,7 +172,7 @@ def test_resume_keeps_committed_and_drops_pending(tmp_path: Path) -> None:
     resumed = RunStaging.resume_newest(tmp_path)
     assert resumed is not None
     assert _devices(resumed) == ["a", "b"]
-    assert resumed.committed_rows("findings") == 2
+    assert sum(b.num_rows for b in resumed.committed_batches("findings")) == 2
 
 
 def test_uncommitted_parts_are_deleted_on_resume(tmp_path: Path) -> None:
@@ -304,10 +304,11 @@ def test_write_atomic_leaves_no_tmp(tmp_path: Path) -> None:
     assert [p.name for p in tmp_path.iterdir()] == ["LATEST"]
 
 
-def test_write_table_file_writes_parquet_atomically(tmp_path: Path) -> None:
-    """write_table_file writes a full-schema Parquet file and no temp file."""
+def test_write_table_atomic_writes_parquet_atomically(tmp_path: Path) -> None:
+    """write_table_atomic writes a full-schema Parquet file and no temp file."""
     target = tmp_path / "remediation.parquet"
-    write_table_file(target, "remediation", [{"batch_id": "b1", "outcome": "cancelled"}])
+    rows = [{"batch_id": "b1", "outcome": "cancelled"}]
+    write_table_atomic(target, pa.Table.from_batches([rows_to_batch("remediation", rows)]))
     assert pq.read_table(target)["outcome"].to_pylist() == ["cancelled"]
     assert [p.name for p in tmp_path.iterdir()] == ["remediation.parquet"]
 

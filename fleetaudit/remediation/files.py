@@ -19,7 +19,7 @@ from fleetaudit.errors import UsageError
 from fleetaudit.models import Device
 from fleetaudit.remediation.plan import DeviceKey, PlannedTask, TaskOutcome
 from fleetaudit.report.schema import FINDINGS, REMEDIATION_TABLES, rows_to_batch
-from fleetaudit.report.staging import write_atomic
+from fleetaudit.report.staging import write_table_atomic
 
 FINDINGS_FILE = "findings.parquet"
 MANIFEST_FILE = "manifest.json"
@@ -78,7 +78,7 @@ def device_keys(devices: Iterable[Device]) -> set[DeviceKey]:
 def write_plan(run_dir: Path, tasks: Sequence[PlannedTask]) -> Path:
     """Replace the run's cancel-plan.parquet with `tasks`; returns its path."""
     path = run_dir / PLAN_FILE
-    write_atomic(path, _parquet_bytes(pa.Table.from_batches([rows_to_batch("cancel_plan", tasks)])))
+    write_table_atomic(path, pa.Table.from_batches([rows_to_batch("cancel_plan", tasks)]))
     return path
 
 
@@ -93,12 +93,5 @@ def append_outcomes(run_dir: Path, outcomes: Sequence[TaskOutcome]) -> Path:
     batch = pa.Table.from_batches([rows_to_batch("remediation", outcomes)])
     if path.is_file():
         batch = pa.concat_tables([pq.read_table(path, schema=schema), batch])
-    write_atomic(path, _parquet_bytes(batch))
+    write_table_atomic(path, batch)
     return path
-
-
-def _parquet_bytes(table: pa.Table) -> bytes:
-    sink = pa.BufferOutputStream()
-    pq.write_table(table, sink)
-    data: bytes = sink.getvalue().to_pybytes()
-    return data

@@ -203,11 +203,6 @@ def _empty_batch(schema: pa.Schema) -> pa.RecordBatch:
     )
 
 
-def empty_batch(table: str) -> pa.RecordBatch:
-    """A batch of `table` with no rows and every column."""
-    return _empty_batch(schema_for(table))
-
-
 def task_row(task: Task, age_seconds: int | None) -> dict[str, object]:
     """A tasks-table row: the task's fields plus its age (the model has no age of its own)."""
     row: dict[str, object] = {name: getattr(task, name) for name in _TASK_FIELDS}

@@ -71,9 +71,8 @@ def write_atomic(path: Path, data: bytes) -> None:
     _replace_atomic(path, lambda f: f.write(data))
 
 
-def write_table_file(path: Path, table: str, rows: Sequence[object]) -> None:
-    """Write one table's rows as a Parquet file atomically (for files added to a finished run)."""
-    data = pa.Table.from_batches([rows_to_batch(table, rows)])
+def write_table_atomic(path: Path, data: pa.Table) -> None:
+    """Write a Parquet file atomically (files added to a finished run: cancel plan, outcomes)."""
     _replace_atomic(path, lambda f: pq.write_table(data, f))
 
 
@@ -110,9 +109,7 @@ class RunStaging:
         self.meta = meta
         self._committed: list[dict[str, str]] = []  # per commit: table -> part file name
         self._tags: set[str] = set()  # tags of committed commits (see `commit`)
-        self._rows: dict[str, int] = dict.fromkeys(TABLES, 0)
         self._pending: dict[str, list[pa.RecordBatch]] = {}
-        self._pending_rows = 0
 
     def __repr__(self) -> str:
         return f"RunStaging(run_id={self.run_id!r}, commits={len(self._committed)})"
@@ -172,22 +169,12 @@ class RunStaging:
         record = {"run_id": self.run_id, "schema_version": SCHEMA_VERSION, "meta": self.meta}
         write_atomic(self.path / _META, orjson.dumps(record))
 
-    @property
-    def pending_rows(self) -> int:
-        """Rows appended since the last commit (callers commit when this grows large)."""
-        return self._pending_rows
-
-    def committed_rows(self, table: str) -> int:
-        """Rows of `table` in committed parts."""
-        return self._rows[table]
-
     def append(self, table: str, rows: Sequence[object]) -> None:
         """Buffer rows of a run table in memory until the next commit."""
         if table not in TABLES:
             raise ValueError(f"not a run table: {table!r}")
         if rows:
             self._pending.setdefault(table, []).append(rows_to_batch(table, rows))
-            self._pending_rows += len(rows)
 
     def commit(self, tag: str | None = None) -> None:
         """Make everything appended so far durable: parts first, then the journal line.
@@ -218,10 +205,7 @@ class RunStaging:
         self._committed.append(parts)
         if tag is not None:
             self._tags.add(tag)
-        for table, n in rows.items():
-            self._rows[table] += n
         self._pending.clear()
-        self._pending_rows = 0
 
     def committed_tags(self) -> frozenset[str]:
         """The tags of every committed commit (an earlier session's included)."""
@@ -296,14 +280,12 @@ class RunStaging:
             entry = _parse_journal_line(line)
             if entry is None:
                 break  # a torn append: it and anything after it never committed
-            seq, parts, rows, tag = entry
+            seq, parts, _, tag = entry
             if seq != len(self._committed) + 1:
                 break
             self._committed.append(parts)
             if tag is not None:
                 self._tags.add(tag)
-            for table, n in rows.items():
-                self._rows[table] += n
             valid += len(line)
         if valid < len(data):
             with journal.open("r+b") as f:
