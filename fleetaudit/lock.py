@@ -14,17 +14,24 @@ import os
 from collections.abc import Iterator
 from pathlib import Path
 
-from fleetaudit.errors import LockHeld
+from fleetaudit.errors import LockHeld, UsageError
 
 LOCK_NAME = ".lock"
 
 
 @contextlib.contextmanager
 def run_lock(out: Path) -> Iterator[Path]:
-    """Hold `OUT/.lock` for the body; raises LockHeld at once if another process holds it."""
-    out.mkdir(parents=True, exist_ok=True)
+    """Hold `OUT/.lock` for the body; raises LockHeld at once if another process holds it.
+
+    An OUT that cannot be created or written is a configuration error, found before any
+    call is made.
+    """
     path = out / LOCK_NAME
-    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    except OSError as error:
+        raise UsageError(f"cannot write to {out}: {error.strerror or error}") from None
     try:
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 from conftest import lock_held_elsewhere
 
-from fleetaudit.errors import EXIT_INCOMPLETE, exit_code_for
+from fleetaudit.errors import EXIT_INCOMPLETE, UsageError, exit_code_for
 from fleetaudit.lock import LockHeld, run_lock
 
 
@@ -49,3 +49,12 @@ def test_sequential_runs_in_one_process_both_get_the_lock(tmp_path: Path) -> Non
 def test_lock_held_exits_4() -> None:
     """A refused run exits 4: it did not happen, and the scheduler should notice."""
     assert exit_code_for(LockHeld("busy")) == EXIT_INCOMPLETE
+
+
+def test_unwritable_out_is_a_usage_error(tmp_path: Path) -> None:
+    """An OUT that cannot be created is a configuration error (exit 2) naming the path."""
+    blocker = tmp_path / "file"
+    blocker.write_text("not a directory")
+    with pytest.raises(UsageError, match="cannot write to") as caught, run_lock(blocker / "out"):
+        pass
+    assert exit_code_for(caught.value) == 2
