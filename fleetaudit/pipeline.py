@@ -40,6 +40,8 @@ from fleetaudit.recording import (
 from fleetaudit.report.manifest import build_manifest
 from fleetaudit.report.staging import RunStaging, new_run_id, remove_stale_staging
 
+# The client's codes for a call the platform never answered (see api/client.py `_send`).
+_NO_ANSWER = frozenset({"ConnectionError", "Timeout"})
 # How often a run's progress sink hears from it even when no device finishes.
 _TICK_S = 1.0
 
@@ -104,8 +106,10 @@ async def run_audit(
         api_stats = await _collect(
             settings, credentials, staging, now_ms, device_list, rng, progress
         )
-    except (AuthError, UsageError, BaseExceptionGroup) as error:
-        stopped = error if isinstance(error, UsageError) else _only_auth_error(error)
+    except (AuthError, UsageError, RunIncomplete, BaseExceptionGroup) as error:
+        stopped = (
+            error if isinstance(error, UsageError | RunIncomplete) else _only_auth_error(error)
+        )
         if stopped is None:
             raise
         if not staging.meta.get("resumed") and not any(staging.committed_batches("devices")):
@@ -208,6 +212,8 @@ async def _collect(
             settings.client.concurrency
         )
         last_commit = time.monotonic()
+        answered = bool(done)  # a resumed run was answered before
+        unreachable: str | None = None
         with anyio.CancelScope() as scope:
             async with anyio.create_task_group() as group:
                 group.start_soon(_cancel_on_signal, scope)
@@ -222,6 +228,13 @@ async def _collect(
                 )
                 async with results_out:
                     async for result in results_out:
+                        if not answered:
+                            if _unreachable(result):
+                                # Nothing has answered yet: a wrong endpoint or no network.
+                                # Retrying every device of the list would take hours.
+                                unreachable = result.failures[0].error_code
+                                break
+                            answered = True
                         recorder.record(result)
                         if progress:
                             progress.advance(result.audit.audit_status)
@@ -237,12 +250,24 @@ async def _collect(
             await _commit(staging, recorder)
         if progress:
             progress.finish()
+        if unreachable is not None:
+            raise RunIncomplete(
+                f"no answer from {settings.client.endpoint} ({unreachable}): "
+                "check the endpoint and the network"
+            )
         if scope.cancelled_caught:
             raise RunIncomplete(
                 f"interrupted; finished devices are saved in {staging.path}: "
                 "run again with --resume to continue"
             )
         return client.stats
+
+
+def _unreachable(result: DeviceResult) -> bool:
+    """Every call for the device failed without an answer from the platform."""
+    return result.audit.audit_status == "error" and all(
+        failure.error_code in _NO_ANSWER for failure in result.failures
+    )
 
 
 async def _cancel_on_signal(scope: anyio.CancelScope) -> None:

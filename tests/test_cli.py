@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import socket
 from pathlib import Path
 
 import pytest
@@ -173,4 +174,24 @@ def test_unknown_firmware_target_is_a_configuration_error(
     assert code == 2
     assert "F404" in capsys.readouterr().err
     assert device_calls == 0
+    assert [p.name for p in out.rglob("*") if p.is_file()] == [".lock"]
+
+
+def test_unreachable_endpoint_stops_the_run_after_the_first_device(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """With nothing answering, the run stops once a device fails without any answer (exit 4)."""
+    set_credentials(monkeypatch)
+    with socket.socket() as probe:  # a port nothing listens on once the probe is closed
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    job = tmp_path / "job.toml"
+    job.write_text("retry_attempts = 2\n", encoding="utf-8")
+    out = tmp_path / "out"
+    devices = write_devices(tmp_path, tiny_fleet(200))
+    argv = ["run", str(job), *run_argv(f"http://127.0.0.1:{port}/", devices, out)[1:]]
+    code = cli.main([*argv, "--concurrency", "2"])
+    err = capsys.readouterr().err
+    assert code == 4
+    assert f"no answer from http://127.0.0.1:{port}/ (ConnectionError)" in err
     assert [p.name for p in out.rglob("*") if p.is_file()] == [".lock"]
