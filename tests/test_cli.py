@@ -41,10 +41,10 @@ def write_devices(tmp_path: Path, fleet: StaticFleet) -> Path:
     return path
 
 
-def write_policy(tmp_path: Path) -> Path:
+def write_policy(tmp_path: Path, firmware_id: str = "F1") -> Path:
     path = tmp_path / "policy.toml"
     path.write_text(
-        '[[targets]]\nproduct_key = "pk1"\nmodule = "default"\nfirmware_id = "F1"\n',
+        f'[[targets]]\nproduct_key = "pk1"\nmodule = "default"\nfirmware_id = "{firmware_id}"\n',
         encoding="utf-8",
     )
     return path
@@ -161,11 +161,7 @@ def test_unknown_firmware_target_is_a_configuration_error(
     """A policy naming firmware the platform does not know exits 2 before any device call."""
     set_credentials(monkeypatch)
     fleet = tiny_fleet(5)
-    policy = tmp_path / "policy.toml"
-    policy.write_text(
-        '[[targets]]\nproduct_key = "pk1"\nmodule = "default"\nfirmware_id = "F404"\n',
-        encoding="utf-8",
-    )
+    policy = write_policy(tmp_path, firmware_id="F404")
     out = tmp_path / "out"
     with emulator_url(fleet, credentials={KEY_ID: SECRET}, quotas=UNLIMITED) as (url, app):
         argv = run_argv(url, write_devices(tmp_path, fleet), out, "--policy", str(policy))

@@ -95,6 +95,12 @@ def journal_lines(out: Path) -> int:
     return total
 
 
+def set_credentials(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The test key in the environment, for runs started in this process."""
+    monkeypatch.setenv("FLEETAUDIT_ACCESS_KEY_ID", KEY_ID)
+    monkeypatch.setenv("FLEETAUDIT_ACCESS_KEY_SECRET", SECRET)
+
+
 def committed_devices(out: Path) -> int:
     """Devices rows named by the journals' commit lines under OUT."""
     return sum(
@@ -108,16 +114,21 @@ def tasks_served(app: web.Application) -> int:
     return int(app[STATS_KEY].served[TASKS_ACTION])
 
 
+def signal_when(child: subprocess.Popen[bytes], reached: Callable[[], bool], sig: int) -> None:
+    """Send `sig` to `child` as soon as `reached()` holds (polled); fails if it ends first."""
+    deadline = time.monotonic() + DEADLINE_S
+    while not reached():
+        if child.poll() is not None:
+            pytest.fail(f"the run ended before the kill point: {stderr_of(child)}")
+        assert time.monotonic() < deadline, "the run never reached the kill point"
+        time.sleep(POLL_S)  # a poll interval, not a synchronization
+    child.send_signal(sig)
+
+
 def kill_when(child: subprocess.Popen[bytes], reached: Callable[[], bool]) -> None:
     """SIGKILL `child` as soon as `reached()` holds (polled); fails if it ends first."""
     with reaped(child):
-        deadline = time.monotonic() + DEADLINE_S
-        while not reached():
-            if child.poll() is not None:
-                pytest.fail(f"the run ended before the kill point: {stderr_of(child)}")
-            assert time.monotonic() < deadline, "the run never reached the kill point"
-            time.sleep(POLL_S)  # a poll interval, not a synchronization
-        child.send_signal(signal.SIGKILL)
+        signal_when(child, reached, signal.SIGKILL)
         assert child.wait(timeout=DEADLINE_S) == -signal.SIGKILL
 
 
@@ -295,8 +306,7 @@ def test_new_run_removes_only_week_old_staging(
     fleet = SyntheticFleet(120, seed=3)
     devices = write_devices(tmp_path / "devices.csv", fleet)
     out = tmp_path / "out"
-    monkeypatch.setenv("FLEETAUDIT_ACCESS_KEY_ID", KEY_ID)
-    monkeypatch.setenv("FLEETAUDIT_ACCESS_KEY_SECRET", SECRET)
+    set_credentials(monkeypatch)
     with emulator_url(fleet, credentials={KEY_ID: SECRET}, quotas=UNLIMITED) as (url, app):
         abandoned = abandon_a_run(out, url, devices)
         age(out / STAGING_DIR / abandoned, days * 86400)
@@ -323,8 +333,7 @@ def test_crash_between_last_commit_and_publish_adds_no_duplicates(
     expected, _ = uninterrupted
     devices = write_devices(tmp_path / "devices.csv", fleet)
     out = tmp_path / "out"
-    monkeypatch.setenv("FLEETAUDIT_ACCESS_KEY_ID", KEY_ID)
-    monkeypatch.setenv("FLEETAUDIT_ACCESS_KEY_SECRET", SECRET)
+    set_credentials(monkeypatch)
     # A file where the run's date partition must go makes publishing fail after the last
     # commit: a real I/O failure at the one point a kill is too unlikely to land on.
     out.mkdir()
@@ -343,8 +352,7 @@ def test_resume_after_a_kill_between_publish_and_tidy_up_audits_nothing_again(
     """A run killed after its rename into place is complete: --resume calls nothing more."""
     devices = write_devices(tmp_path / "devices.csv", fleet)
     out = tmp_path / "out"
-    monkeypatch.setenv("FLEETAUDIT_ACCESS_KEY_ID", KEY_ID)
-    monkeypatch.setenv("FLEETAUDIT_ACCESS_KEY_SECRET", SECRET)
+    set_credentials(monkeypatch)
     with emulator_url(fleet, credentials={KEY_ID: SECRET}, quotas=UNLIMITED) as (url, app):
         assert cli.main(run_argv(url, devices, out)) == 0
         (run_dir,) = out.glob(RUN_GLOB)
@@ -373,12 +381,7 @@ def test_sigterm_commits_what_finished_and_exits_4(
     with emulator_url(fleet, credentials={KEY_ID: SECRET}, quotas=UNLIMITED) as (url, app):
         child = start_run(run_argv(url, devices, out))
         with reaped(child):
-            deadline = time.monotonic() + DEADLINE_S
-            while journal_lines(out) < 2:
-                assert child.poll() is None, stderr_of(child)
-                assert time.monotonic() < deadline, "the run never committed"
-                time.sleep(POLL_S)  # a poll interval, not a synchronization
-            child.send_signal(signal.SIGTERM)
+            signal_when(child, lambda: journal_lines(out) >= 2, signal.SIGTERM)
             _, err = child.communicate(timeout=DEADLINE_S)
         assert child.returncode == 4
         assert "--resume" in err.decode()
