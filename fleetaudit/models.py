@@ -9,8 +9,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-UNFINISHED_STATUSES: tuple[str, ...] = ("CONFIRM", "QUEUED", "NOTIFIED", "IN_PROGRESS")
-TERMINAL_STATUSES: tuple[str, ...] = ("SUCCEEDED", "FAILED", "CANCELED")
+from fleetaudit.terms import TERMINAL_STATUSES, UNFINISHED_STATUSES
+
+__all__ = ["TERMINAL_STATUSES", "UNFINISHED_STATUSES"]
 
 
 @dataclass(frozen=True, slots=True)

@@ -23,10 +23,10 @@ from fleetaudit.api.client import ClientSettings, open_client
 from fleetaudit.api.stats import ApiStats
 from fleetaudit.audit.findings import expected_versions, targeted_modules
 from fleetaudit.collect import DeviceResult, Lookups, fan_out
-from fleetaudit.config import Policy
 from fleetaudit.devices import DeviceListCheck, read_devices, validate_device_list
 from fleetaudit.errors import AuthError, RunIncomplete, UsageError
 from fleetaudit.models import Credentials, Firmware
+from fleetaudit.policy import Policy
 from fleetaudit.recording import (
     Recorder,
     commit_majority_findings,

@@ -20,7 +20,7 @@ from typing import TextIO
 import orjson
 
 from fleetaudit.api.stats import ApiStats
-from fleetaudit.config import format_duration
+from fleetaudit.durations import format_duration
 from fleetaudit.report.manifest import iso_utc
 
 Clock = Callable[[], float]

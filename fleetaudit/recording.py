@@ -24,8 +24,8 @@ from fleetaudit.audit.findings import (
     task_age_seconds,
 )
 from fleetaudit.collect import DeviceResult, Lookups
-from fleetaudit.config import Policy
 from fleetaudit.models import Device, Firmware, Job, ModuleVersion
+from fleetaudit.policy import Policy
 from fleetaudit.report.schema import task_row
 from fleetaudit.report.staging import RunStaging
 

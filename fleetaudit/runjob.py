@@ -13,13 +13,15 @@ import anyio
 import orjson
 
 from fleetaudit.api.client import DEFAULT_QUOTAS, ClientSettings, RetryPolicy
-from fleetaudit.config import JobSettings, Policy, load_job, load_policy, merge, parse_iso8601
+from fleetaudit.config import JobSettings, load_job, merge
+from fleetaudit.durations import parse_iso8601
 from fleetaudit.errors import EXIT_GATE_FAILED, EXIT_OK, UsageError
 from fleetaudit.gate import evaluate_gate, format_violations, parse_gate
 from fleetaudit.lock import run_lock
 from fleetaudit.metrics import write_metrics
 from fleetaudit.models import Credentials
 from fleetaudit.pipeline import RunSettings, run_audit
+from fleetaudit.policy import Policy, load_policy
 from fleetaudit.progress import choose_progress
 from fleetaudit.report.summary import run_summary
 

@@ -7,19 +7,10 @@ from pathlib import Path
 
 import pytest
 
-from fleetaudit.config import (
-    DEFAULT_STALLED_AFTER,
-    JobSettings,
-    Policy,
-    Target,
-    format_duration,
-    load_job,
-    load_policy,
-    merge,
-    parse_duration,
-    parse_iso8601,
-)
+from fleetaudit.config import JobSettings, load_job, merge
+from fleetaudit.durations import format_duration, parse_duration, parse_iso8601
 from fleetaudit.errors import UsageError
+from fleetaudit.policy import DEFAULT_STALLED_AFTER, Policy, Target, load_policy
 
 SAMPLE_POLICY = Path(__file__).parent.parent / "sample_inputs" / "policy.toml"
 

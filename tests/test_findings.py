@@ -14,8 +14,8 @@ from fleetaudit.audit.findings import (
     majority_drift_findings,
     targeted_modules,
 )
-from fleetaudit.config import Policy, Target
 from fleetaudit.models import Device, Finding, Firmware, Job, ModuleVersion, Task
+from fleetaudit.policy import Policy, Target
 
 NOW = 1_732_009_663_000
 HOUR = 3600

@@ -14,7 +14,7 @@ from collections.abc import Callable, Collection, Iterable, Iterator, Mapping, S
 from dataclasses import dataclass, replace
 
 from fleetaudit.audit.versions import version_key
-from fleetaudit.config import Policy, Target, format_duration
+from fleetaudit.durations import format_duration
 from fleetaudit.models import (
     UNFINISHED_STATUSES,
     Device,
@@ -24,6 +24,7 @@ from fleetaudit.models import (
     ModuleVersion,
     Task,
 )
+from fleetaudit.policy import Policy, Target
 
 DEFAULT_MODULE = "default"
 _ENDED_JOB_STATUSES = frozenset({"COMPLETED", "CANCELED"})

@@ -1,0 +1,89 @@
+"""The domain's words as types: audit statuses, severities, finding types, tables, actions.
+
+Every comparison of these across modules goes through the members here, so mypy checks it.
+They are `StrEnum`s: a member *is* its string, so it writes to Parquet and JSON as is and
+compares equal to the text read back from a report.
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+
+
+class AuditStatus(StrEnum):
+    """How the audit of one device went (devices.audit_status)."""
+
+    OK = "ok"
+    NOT_FOUND = "not_found"
+    ERROR = "error"
+
+
+class Severity(StrEnum):
+    """How bad a finding is (findings.severity)."""
+
+    CRITICAL = "critical"
+    WARNING = "warning"
+    INFO = "info"
+
+
+class FindingType(StrEnum):
+    """Every finding the report contract defines (findings.finding_type)."""
+
+    VERSION_DRIFT = "version_drift"
+    MODULE_MISSING = "module_missing"
+    STALLED_TASK = "stalled_task"
+    TASK_SRC_MISMATCH = "task_src_mismatch"
+    TASK_ALREADY_APPLIED = "task_already_applied"
+    ORPHAN_TASK = "orphan_task"
+    FIRMWARE_UNVERIFIED = "firmware_unverified"
+    DUPLICATE_TASKS = "duplicate_tasks"
+    DEVICE_NOT_FOUND = "device_not_found"
+
+
+class Table(StrEnum):
+    """The tables of a run directory (each `<name>.parquet`)."""
+
+    DEVICES = "devices"
+    MODULE_VERSIONS = "module_versions"
+    TASKS = "tasks"
+    FIRMWARE = "firmware"
+    JOBS = "jobs"
+    FINDINGS = "findings"
+    ERRORS = "errors"
+    CANCEL_PLAN = "cancel_plan"
+    REMEDIATION = "remediation"
+
+
+class Action(StrEnum):
+    """The platform's OTA actions fleetaudit calls (the `Action` request parameter)."""
+
+    LIST_MODULE_VERSIONS = "ListOTAModuleVersionsByDevice"
+    LIST_UNFINISHED_TASKS = "ListOTAUnfinishedTaskByDevice"
+    QUERY_FIRMWARE = "QueryOTAFirmware"
+    LIST_JOBS = "ListOTAJobByDevice"
+    CANCEL_TASKS = "CancelOTATaskByDevice"
+
+
+class TaskStatus(StrEnum):
+    """A device upgrade task's status; the first four are the unfinished ones."""
+
+    CONFIRM = "CONFIRM"
+    QUEUED = "QUEUED"
+    NOTIFIED = "NOTIFIED"
+    IN_PROGRESS = "IN_PROGRESS"
+    SUCCEEDED = "SUCCEEDED"
+    FAILED = "FAILED"
+    CANCELED = "CANCELED"
+
+
+UNFINISHED_STATUSES: tuple[TaskStatus, ...] = (
+    TaskStatus.CONFIRM,
+    TaskStatus.QUEUED,
+    TaskStatus.NOTIFIED,
+    TaskStatus.IN_PROGRESS,
+)
+TERMINAL_STATUSES: tuple[TaskStatus, ...] = (
+    TaskStatus.SUCCEEDED,
+    TaskStatus.FAILED,
+    TaskStatus.CANCELED,
+)
