@@ -13,6 +13,7 @@ from pathlib import Path
 import anyio
 
 from fleetaudit import __version__
+from fleetaudit.config import Settings
 from fleetaudit.errors import (
     EXIT_INCOMPLETE,
     EXIT_USAGE,
@@ -21,6 +22,7 @@ from fleetaudit.errors import (
     exit_code_for,
 )
 from fleetaudit.models import Credentials
+from fleetaudit.settings import add_options, option_values
 
 log = logging.getLogger("fleetaudit")
 
@@ -58,30 +60,7 @@ def build_parser() -> argparse.ArgumentParser:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     run.add_argument("job", nargs="?", type=Path, metavar="JOB.toml", help="job file (TOML)")
-    run.add_argument("--endpoint", metavar="URL", help="the platform's API endpoint")
-    run.add_argument("--devices", type=Path, metavar="PATH", help=".csv, .jsonl or .parquet")
-    run.add_argument("--policy", type=Path, metavar="PATH", help="policy file (TOML)")
-    run.add_argument("--out", type=Path, metavar="DIR", help="where runs are written")
-    run.add_argument("--qps", type=float, metavar="N", help="every action's quota, calls/s")
-    run.add_argument("--concurrency", type=int, metavar="N", help="calls in flight at most")
-    run.add_argument("--now", metavar="ISO8601", help="the clock for task ages")
-    run.add_argument(
-        "--resume", action="store_true", default=None, help="continue the newest unfinished run"
-    )
-    run.add_argument(
-        "--min-coverage",
-        type=float,
-        metavar="F",
-        help="share of devices (0..1) that must get a definite answer, else exit 4",
-    )
-    run.add_argument(
-        "--log-format",
-        choices=("text", "json"),
-        help="progress lines when not on a terminal (default: text)",
-    )
-    run.add_argument(
-        "--metrics", type=Path, metavar="PATH", help="write a Prometheus textfile here"
-    )
+    add_options(run, Settings)
     run.set_defaults(handler=_run_command)
 
     emulator = commands.add_parser(
@@ -115,8 +94,8 @@ def build_parser() -> argparse.ArgumentParser:
     cancel.add_argument(
         "--device-list", type=Path, metavar="PATH", help="only devices in this list"
     )
-    cancel.add_argument("--endpoint", metavar="URL", help="default: the run's endpoint")
-    cancel.add_argument("--qps", type=float, metavar="N", help="every action's quota, calls/s")
+    # The same rows as `run`'s: one declaration, one validation (endpoint from the manifest).
+    add_options(cancel, Settings, only=("endpoint", "qps"))
     cancel.add_argument(
         "--apply", action="store_true", help="really cancel (re-checks each task first)"
     )
@@ -188,11 +167,7 @@ def _emulator_command(args: argparse.Namespace) -> int:
 def _cancel_command(args: argparse.Namespace) -> int:
     from fleetaudit.remediation.apply import cancel_command
 
-    quotas = None
-    if args.qps is not None:
-        from fleetaudit.api.client import DEFAULT_QUOTAS
-
-        quotas = dict.fromkeys(DEFAULT_QUOTAS, args.qps)
+    options = Settings(**option_values(Settings, args))
     credentials = credentials_from_env() if args.apply else None
     return anyio.run(
         partial(
@@ -200,11 +175,11 @@ def _cancel_command(args: argparse.Namespace) -> int:
             args.run_dir,
             finding_types=args.finding or None,
             device_list=args.device_list,
-            endpoint=args.endpoint,
+            endpoint=options.endpoint,
             apply=args.apply,
             credentials=credentials,
             out=sys.stdout,
-            quotas=quotas,
+            quotas=options.quotas_per_action(),
         )
     )
 

@@ -1,196 +1,180 @@
-"""Policy files and job files (TOML) turned into typed, validated settings.
+"""Every `run` setting and every `[gate]` rule, declared once (pure but for reading the job file).
 
-Everything here reads at most one small TOML file and otherwise is pure. Errors are
-`UsageError`s that name the file and the key, e.g. ``policy.toml: targets[1]: ...``.
-Durations are written ``30m``, ``6h``, ``7d``, ``1d12h`` or ``45s``; times inside are UTC
-epoch milliseconds.
+Each field below is one row (see settings.py): its name is the job-file key, and the row
+gives the default, the command-line flag, the help, the accepted values and whether the
+manifest records it. The CLI options, the job-file loader, the override merge and the
+manifest's `config` are all derived from these rows, so a new setting is a new row.
 """
 
 from __future__ import annotations
 
-import dataclasses
-import datetime as dt
-import os
+import argparse
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from types import MappingProxyType
 from typing import Any
 
-from fleetaudit.durations import epoch_ms as _epoch_ms
-from fleetaudit.durations import parse_iso8601
-from fleetaudit.gate import parse_gate
-from fleetaudit.tomlfile import key_error as _error
-from fleetaudit.tomlfile import read_toml as _read_toml
-from fleetaudit.tomlfile import reject_unknown as _reject_unknown
-from fleetaudit.tomlfile import string as _string
-
-ACTIONS: tuple[str, ...] = (
-    "ListOTAModuleVersionsByDevice",
-    "ListOTAUnfinishedTaskByDevice",
-    "QueryOTAFirmware",
-    "ListOTAJobByDevice",
-    "CancelOTATaskByDevice",
+from fleetaudit.errors import UsageError
+from fleetaudit.settings import (
+    Choice,
+    Flag,
+    Moment,
+    Number,
+    PathValue,
+    PerName,
+    Section,
+    Text,
+    Url,
+    Whole,
+    build,
+    missing_required,
+    option_values,
+    setting,
+    table_values,
 )
+from fleetaudit.terms import Action
+from fleetaudit.tomlfile import read_toml
 
-# ---------------------------------------------------------------------------- job files
+# Every quota, timeout and count has a ceiling: a typo of three zeros should be refused,
+# not run for a day (`concurrency = 10000000000` used to hang before the first call).
+_RATE = Number(0, 10_000, low_open=True)
+_SECONDS = Number(0, 3_600, low_open=True)
+_COUNT = Whole(0, 1_000_000_000)
 
 
 @dataclass(frozen=True, slots=True)
-class JobSettings:
-    """Every `run` setting, as a job file or the command line gives it; None means not set."""
+class GateRules:
+    """A job's `[gate]`: thresholds a finished run must stay within, else `run` exits 1.
 
-    endpoint: str | None = None
-    devices: Path | None = None
-    policy: Path | None = None
-    out: Path | None = None
-    qps: float | None = None  # every action's quota
-    quotas: Mapping[str, float] | None = None  # per action, overriding `qps`
-    concurrency: int | None = None
-    now: int | None = None  # epoch ms
-    resume: bool | None = None
-    method: str | None = None  # "POST" | "GET"
-    request_timeout: float | None = None  # seconds
-    connect_timeout: float | None = None  # seconds
-    retry_attempts: int | None = None
-    log_format: str | None = None  # "text" | "json"
-    metrics: Path | None = None
-    min_coverage: float | None = None  # 0..1
-    # Devices per durable commit: a killed run fetches at most this many again.
-    commit_every: int | None = None
-    gate: Mapping[str, Any] | None = None
+    An unset rule (None, or False) cannot trip. The scope (`product_key`, `module`) narrows
+    the drift and unfinished-task rules.
+    """
+
+    max_critical: int | None = setting(_COUNT, "more critical findings than this trips the gate")
+    max_stalled_tasks: int | None = setting(_COUNT, "more stalled_task findings than this")
+    max_drift_percent: float | None = setting(
+        Number(0, 100), "more than this % of the scoped devices drifting"
+    )
+    fail_on_unfinished_tasks: bool = setting(
+        Flag(), "any scoped device with an unfinished task", default=False
+    )
+    product_key: str | None = setting(Text(), "scope of the drift and unfinished-task rules")
+    module: str | None = setting(Text(), "narrower scope: one module (needs product_key)")
+    show_devices: int = setting(
+        Whole(1, 100_000), "device names printed per tripped rule", default=10
+    )
+
+    def check(self) -> None:
+        """Rules that only make sense together; a ValueError names the key."""
+        if self.module is not None and self.product_key is None:
+            raise ValueError("module: needs product_key: a module name is only unique per product")
+
+    @property
+    def enabled(self) -> bool:
+        """Whether any rule can trip."""
+        return (
+            self.max_critical is not None
+            or self.max_stalled_tasks is not None
+            or self.max_drift_percent is not None
+            or self.fail_on_unfinished_tasks
+        )
 
 
-def merge(job: JobSettings, overrides: JobSettings) -> JobSettings:
-    """`job` with every setting that `overrides` sets replaced (the command line wins)."""
-    changes = {
-        f.name: getattr(overrides, f.name)
-        for f in dataclasses.fields(overrides)
-        if getattr(overrides, f.name) is not None
-    }
-    return dataclasses.replace(job, **changes)
+@dataclass(frozen=True, slots=True)
+class Settings:
+    """Every `fleetaudit run` setting, as the job file and the command line give it."""
+
+    endpoint: str | None = setting(
+        Url(), "the platform's API endpoint", flag="--endpoint", metavar="URL", required=True
+    )
+    devices: Path | None = setting(
+        PathValue(), ".csv, .jsonl or .parquet", flag="--devices", metavar="PATH", required=True
+    )
+    policy: Path | None = setting(
+        PathValue(), "policy file (TOML)", flag="--policy", metavar="PATH"
+    )
+    out: Path = setting(
+        PathValue(), "where runs are written", default=Path("reports"), flag="--out", metavar="DIR"
+    )
+    qps: float | None = setting(_RATE, "every action's quota, calls/s", flag="--qps", metavar="N")
+    quotas: Mapping[str, float] = setting(
+        PerName(tuple(Action), _RATE), "per action, calls/s, overriding qps", default={}
+    )
+    concurrency: int = setting(
+        Whole(1, 4096), "calls in flight at most", default=64, flag="--concurrency", metavar="N"
+    )
+    now: int | None = setting(
+        Moment(), "the clock for task ages (default: the run's start)", flag="--now",
+        metavar="ISO8601",
+    )  # fmt: skip
+    resume: bool = setting(
+        Flag(), "continue the newest unfinished run", default=False, flag="--resume"
+    )
+    method: str = setting(
+        Choice(("POST", "GET"), upper=True), "HTTP method of every call", default="POST",
+        flag="--method", metavar="POST|GET",
+    )  # fmt: skip
+    request_timeout: float = setting(
+        _SECONDS, "seconds per attempt, connect included", default=30.0,
+        flag="--request-timeout", metavar="S",
+    )  # fmt: skip
+    connect_timeout: float = setting(
+        _SECONDS, "seconds to connect", default=10.0, flag="--connect-timeout", metavar="S"
+    )
+    retry_attempts: int = setting(
+        Whole(1, 100), "attempts per call, the first included", default=8,
+        flag="--retry-attempts", metavar="N",
+    )  # fmt: skip
+    retry_wait_initial: float = setting(
+        Number(0, 60), "seconds before the first retry (doubling, with jitter)", default=0.2
+    )
+    retry_wait_max: float = setting(
+        Number(0, 600), "the longest wait between two attempts, seconds", default=10.0
+    )
+    log_format: str = setting(
+        Choice(("text", "json")), "progress lines when not on a terminal", default="text",
+        flag="--log-format", metavar="text|json",
+    )  # fmt: skip
+    metrics: Path | None = setting(
+        PathValue(), "write a Prometheus textfile here", flag="--metrics", metavar="PATH"
+    )
+    min_coverage: float = setting(
+        Number(0, 1), "share of devices (0..1) that must get a definite answer, else exit 4",
+        default=0.0, flag="--min-coverage", metavar="F",
+    )  # fmt: skip
+    commit_every: int = setting(
+        Whole(1, 1_000_000), "devices per durable commit: a killed run redoes at most this many",
+        default=1000, flag="--commit-every", metavar="N",
+    )  # fmt: skip
+    gate: GateRules = setting(Section(GateRules), "the [gate] table", default=GateRules())
+
+    def quotas_per_action(self) -> dict[str, float] | None:
+        """Quotas this run sets: `qps` for every action, then the `quotas` table (None: none)."""
+        if self.qps is None and not self.quotas:
+            return None
+        quotas: dict[str, float] = dict.fromkeys(Action, self.qps) if self.qps is not None else {}
+        quotas.update(self.quotas)
+        return quotas
 
 
-def load_job(path: str | Path) -> JobSettings:
-    """Read and validate a job file; relative paths resolve against the file's directory."""
+def load_job(path: str | Path) -> dict[str, Any]:
+    """The settings a job file sets; relative paths resolve against the file's directory."""
     path = Path(path)
-    data = _read_toml(path)
-    known = {f.name for f in dataclasses.fields(JobSettings)}
-    _reject_unknown(path, "", data, known)
-    base = path.parent
-    values: dict[str, Any] = {}
-    for name, raw in data.items():
-        values[name] = _JOB_PARSERS[name](path, name, raw, base)
-    return JobSettings(**values)
+    return table_values(Settings, read_toml(path), where=str(path), base=path.parent)
 
 
-def _job_endpoint(path: Path, key: str, raw: object, base: Path) -> str:
-    text = _string(path, key, raw)
-    if not text.startswith(("http://", "https://")):
-        raise _error(path, key, "must be an http:// or https:// URL")
-    return text
+def settings_from(job: Path | None, args: argparse.Namespace | None = None) -> Settings:
+    """The job file's settings with the command line's on top, every required one present."""
+    layers = [load_job(job)] if job is not None else []
+    if args is not None:
+        layers.append(option_values(Settings, args))
+    settings = build(Settings, *layers)
+    for name in missing_required(settings):
+        flag = name.replace("_", "-")
+        raise UsageError(f"no {name}: give --{flag} or `{name}` in the job file")
+    return settings
 
 
-def _job_path(path: Path, key: str, raw: object, base: Path) -> Path:
-    text = _string(path, key, raw)
-    # normpath keeps `jobs/../out` readable as `out` in messages and the manifest.
-    return Path(os.path.normpath(base / Path(text).expanduser()))
-
-
-def _job_positive(path: Path, key: str, raw: object, base: Path) -> float:
-    return _positive(path, key, raw)
-
-
-def _job_quotas(path: Path, key: str, raw: object, base: Path) -> Mapping[str, float]:
-    if not isinstance(raw, dict):
-        raise _error(path, key, "must be a table of action = calls per second")
-    for action in raw:
-        if action not in ACTIONS:
-            raise _error(path, f"{key}.{action}", f"unknown action; use {', '.join(ACTIONS)}")
-    return MappingProxyType({a: _positive(path, f"{key}.{a}", v) for a, v in raw.items()})
-
-
-def _job_count(path: Path, key: str, raw: object, base: Path) -> int:
-    if isinstance(raw, bool) or not isinstance(raw, int) or raw < 1:
-        raise _error(path, key, "must be a whole number of at least 1")
-    return raw
-
-
-def _job_now(path: Path, key: str, raw: object, base: Path) -> int:
-    # An unquoted TOML datetime arrives already parsed; a quoted one is ISO 8601 text.
-    if isinstance(raw, dt.datetime):
-        return _epoch_ms(raw)
-    if isinstance(raw, str):
-        try:
-            return parse_iso8601(raw)
-        except ValueError as error:
-            raise _error(path, key, str(error)) from None
-    raise _error(path, key, "must be an ISO 8601 date and time")
-
-
-def _job_bool(path: Path, key: str, raw: object, base: Path) -> bool:
-    if not isinstance(raw, bool):
-        raise _error(path, key, "must be true or false")
-    return raw
-
-
-def _job_method(path: Path, key: str, raw: object, base: Path) -> str:
-    return _choice(path, key, raw, ("POST", "GET"), upper=True)
-
-
-def _job_log_format(path: Path, key: str, raw: object, base: Path) -> str:
-    return _choice(path, key, raw, ("text", "json"), upper=False)
-
-
-def _job_fraction(path: Path, key: str, raw: object, base: Path) -> float:
-    if isinstance(raw, bool) or not isinstance(raw, int | float) or not 0 <= raw <= 1:
-        raise _error(path, key, "must be a number from 0 to 1")
-    return float(raw)
-
-
-def _job_gate(path: Path, key: str, raw: object, base: Path) -> Mapping[str, Any]:
-    if not isinstance(raw, dict):
-        raise _error(path, key, "must be a table ([gate])")
-    # Validated here so a bad gate fails before any call; `gate.parse_gate(job.gate)` then
-    # cannot fail, and the manifest keeps recording the table as the job file wrote it.
-    parse_gate(raw, where=str(path))
-    return dict(raw)
-
-
-_JOB_PARSERS = {
-    "endpoint": _job_endpoint,
-    "devices": _job_path,
-    "policy": _job_path,
-    "out": _job_path,
-    "qps": _job_positive,
-    "quotas": _job_quotas,
-    "concurrency": _job_count,
-    "now": _job_now,
-    "resume": _job_bool,
-    "method": _job_method,
-    "request_timeout": _job_positive,
-    "connect_timeout": _job_positive,
-    "retry_attempts": _job_count,
-    "log_format": _job_log_format,
-    "metrics": _job_path,
-    "min_coverage": _job_fraction,
-    "commit_every": _job_count,
-    "gate": _job_gate,
-}
-
-
-# ---------------------------------------------------------------------------- helpers
-
-
-def _positive(path: Path, key: str, raw: object) -> float:
-    if isinstance(raw, bool) or not isinstance(raw, int | float) or not raw > 0:
-        raise _error(path, key, "must be a number greater than 0")
-    return float(raw)
-
-
-def _choice(path: Path, key: str, raw: object, choices: tuple[str, ...], *, upper: bool) -> str:
-    if isinstance(raw, str):
-        value = raw.strip().upper() if upper else raw.strip().lower()
-        if value in choices:
-            return value
-    raise _error(path, key, f"must be one of {', '.join(choices)}")
+def parse_gate(table: Mapping[str, object], where: str = "job file") -> GateRules:
+    """A `[gate]` table -> typed rules, by the same rows as the job file (`gate.KEY` errors)."""
+    return Section(GateRules).from_table(table, where=where, base=Path(), prefix="gate.")

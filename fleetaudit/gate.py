@@ -1,6 +1,6 @@
 """The job's `[gate]`: thresholds over a finished run's reports that make `run` exit 1.
 
-A gate is read from the job file's `[gate]` table (`parse_gate`), checked against the run's
+A gate is read from the job file's `[gate]` table (`config.GateRules`), checked against the run's
 findings, devices and tasks tables (`check_gate`, pure over Arrow tables; `evaluate_gate`
 reads them from the run directory) and printed by `format_violations`:
 
@@ -27,37 +27,13 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from fleetaudit.errors import UsageError
+from fleetaudit.config import GateRules
 
-DEFAULT_SHOW_DEVICES = 10
 _TABLE_COLUMNS: Mapping[str, tuple[str, ...]] = {
     "findings": ("finding_type", "severity", "product_key", "device_name", "module_name"),
     "devices": ("product_key", "device_name", "audit_status"),
     "tasks": ("product_key", "device_name", "module_name", "task_status"),
 }
-
-
-@dataclass(frozen=True, slots=True)
-class GateRules:
-    """Thresholds a run must stay within; None (or False) switches a rule off."""
-
-    max_critical: int | None = None
-    max_stalled_tasks: int | None = None
-    max_drift_percent: float | None = None
-    fail_on_unfinished_tasks: bool = False
-    product_key: str | None = None
-    module: str | None = None
-    show_devices: int = DEFAULT_SHOW_DEVICES
-
-    @property
-    def enabled(self) -> bool:
-        """Whether any rule can trip."""
-        return (
-            self.max_critical is not None
-            or self.max_stalled_tasks is not None
-            or self.max_drift_percent is not None
-            or self.fail_on_unfinished_tasks
-        )
 
 
 @dataclass(frozen=True, slots=True)
@@ -68,74 +44,6 @@ class GateViolation:
     reason: str
     devices: tuple[str, ...]  # "product_key/device_name", at most `show_devices`
     more_devices: int = 0  # devices behind the rule beyond those listed
-
-
-# ---------------------------------------------------------------------------- parsing
-
-
-def parse_gate(table: Mapping[str, object], where: str = "job file") -> GateRules:
-    """Validate a `[gate]` table; a UsageError names `where` and the key (`gate.KEY`)."""
-    known = {
-        "max_critical",
-        "max_stalled_tasks",
-        "max_drift_percent",
-        "fail_on_unfinished_tasks",
-        "product_key",
-        "module",
-        "show_devices",
-    }
-    for key in table:
-        if key not in known:
-            raise _error(where, key, f"unknown key; expected one of {', '.join(sorted(known))}")
-    rules = GateRules(
-        max_critical=_count(where, "max_critical", table.get("max_critical")),
-        max_stalled_tasks=_count(where, "max_stalled_tasks", table.get("max_stalled_tasks")),
-        max_drift_percent=_percent(where, "max_drift_percent", table.get("max_drift_percent")),
-        fail_on_unfinished_tasks=_flag(
-            where, "fail_on_unfinished_tasks", table.get("fail_on_unfinished_tasks", False)
-        ),
-        product_key=_text(where, "product_key", table.get("product_key")),
-        module=_text(where, "module", table.get("module")),
-        show_devices=_count(where, "show_devices", table.get("show_devices"))
-        or DEFAULT_SHOW_DEVICES,
-    )
-    if rules.module is not None and rules.product_key is None:
-        raise _error(where, "module", "needs product_key: a module name is only unique per product")
-    return rules
-
-
-def _error(where: str, key: str, problem: str) -> UsageError:
-    return UsageError(f"{where}: gate.{key}: {problem}")
-
-
-def _count(where: str, key: str, raw: object) -> int | None:
-    if raw is None:
-        return None
-    if isinstance(raw, bool) or not isinstance(raw, int) or raw < 0:
-        raise _error(where, key, "must be a whole number of at least 0")
-    return raw
-
-
-def _percent(where: str, key: str, raw: object) -> float | None:
-    if raw is None:
-        return None
-    if isinstance(raw, bool) or not isinstance(raw, int | float) or not 0 <= raw <= 100:
-        raise _error(where, key, "must be a percentage from 0 to 100")
-    return float(raw)
-
-
-def _flag(where: str, key: str, raw: object) -> bool:
-    if not isinstance(raw, bool):
-        raise _error(where, key, "must be true or false")
-    return raw
-
-
-def _text(where: str, key: str, raw: object) -> str | None:
-    if raw is None:
-        return None
-    if not isinstance(raw, str) or not raw.strip():
-        raise _error(where, key, "must be a non-empty string")
-    return raw.strip()
 
 
 # ---------------------------------------------------------------------------- checking

@@ -11,7 +11,7 @@ import shutil
 import signal
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
 from typing import Any, Protocol
@@ -19,10 +19,11 @@ from typing import Any, Protocol
 import anyio
 import orjson
 
-from fleetaudit.api.client import ClientSettings, open_client
+from fleetaudit.api.client import DEFAULT_QUOTAS, ClientSettings, RetryPolicy, open_client
 from fleetaudit.api.stats import ApiStats
 from fleetaudit.audit.findings import expected_versions, targeted_modules
 from fleetaudit.collect import DeviceResult, Lookups, fan_out
+from fleetaudit.config import Settings
 from fleetaudit.devices import DeviceListCheck, read_devices, validate_device_list
 from fleetaudit.errors import AuthError, RunIncomplete, UsageError
 from fleetaudit.models import Credentials, Firmware
@@ -39,6 +40,7 @@ from fleetaudit.recording import (
 )
 from fleetaudit.report.manifest import build_manifest
 from fleetaudit.report.staging import RunStaging, new_run_id, remove_stale_staging
+from fleetaudit.settings import manifest_values
 
 # The client's codes for a call the platform never answered (see api/client.py `_send`).
 _NO_ANSWER = frozenset({"ConnectionError", "Timeout"})
@@ -46,22 +48,29 @@ _NO_ANSWER = frozenset({"ConnectionError", "Timeout"})
 _TICK_S = 1.0
 
 
-@dataclass(frozen=True)
-class RunSettings:
-    """Everything one audit run needs, already validated (see config.py and cli.py)."""
+def client_settings(settings: Settings) -> ClientSettings:
+    """How the client calls the platform for this run (the settings are already valid)."""
+    assert settings.endpoint is not None  # settings_from() refuses a run without one
+    retry = RetryPolicy(
+        attempts=settings.retry_attempts,
+        wait_initial=settings.retry_wait_initial,
+        wait_max=settings.retry_wait_max,
+    )
+    return ClientSettings(
+        endpoint=settings.endpoint,
+        quotas={**DEFAULT_QUOTAS, **(settings.quotas_per_action() or {})},
+        concurrency=settings.concurrency,
+        connect_timeout=settings.connect_timeout,
+        request_timeout=settings.request_timeout,
+        method="GET" if settings.method == "GET" else "POST",
+        retry=retry,
+    )
 
-    devices: Path
-    out: Path
-    client: ClientSettings
-    policy: Policy = field(default_factory=Policy)
-    now_ms: int | None = None
-    resume: bool = False
-    min_coverage: float = 0.0
-    # A commit makes finished devices durable; a killed run redoes at most this many.
-    commit_every: int = 1000
-    commit_interval_s: float = 10.0
-    # What the manifest records about the configuration (never credentials).
-    config: Mapping[str, Any] = field(default_factory=dict)
+
+def manifest_config(settings: Settings, client: ClientSettings) -> dict[str, Any]:
+    """The configuration as the manifest records it: every recorded setting, the quotas in
+    force per action, and never a credential (there are none in the settings)."""
+    return {**manifest_values(settings), "quotas": dict(client.quotas)}
 
 
 @dataclass(frozen=True)
@@ -87,24 +96,35 @@ class ProgressSink(Protocol):
 
 
 async def run_audit(
-    settings: RunSettings,
+    settings: Settings,
+    policy: Policy,
     credentials: Credentials,
     *,
+    commit_interval_s: float = 10.0,
     clock: Callable[[], float] = time.time,
     rng: random.Random | None = None,
     progress: ProgressSink | None = None,
 ) -> RunOutcome:
     """Audit every device of the list and publish the run's reports atomically."""
     rng = rng or random.Random()
+    assert settings.devices is not None  # settings_from() refuses a run without one
+    client = client_settings(settings)
+    config = manifest_config(settings, client)
     device_list = validate_device_list(settings.devices)
     started_ms = int(clock() * 1000)
-    staging = _open_staging(settings, started_ms, rng)
+    staging = _open_staging(settings, config, started_ms, rng)
     if isinstance(staging, Path):
         return _published_outcome(staging)
     now_ms = int(staging.meta["now_ms"])
     try:
         api_stats = await _collect(
-            settings, credentials, staging, now_ms, device_list, rng, progress
+            _Run(settings.devices, client, policy, settings.commit_every, commit_interval_s),
+            credentials,
+            staging,
+            now_ms,
+            device_list,
+            rng,
+            progress,
         )
     except (AuthError, UsageError, RunIncomplete, BaseExceptionGroup) as error:
         stopped = (
@@ -116,7 +136,7 @@ async def run_audit(
             # Nothing useful was written: leave no trace of a run that never started.
             shutil.rmtree(staging.path, ignore_errors=True)
         raise stopped from None
-    targeted = targeted_modules(settings.policy)
+    targeted = targeted_modules(policy)
     await anyio.to_thread.run_sync(commit_majority_findings, staging, targeted)
 
     device_counts = value_counts(staging, "devices", "audit_status")
@@ -129,7 +149,7 @@ async def run_audit(
         started_at_ms=int(staging.meta["started_at_ms"]),
         finished_at_ms=int(clock() * 1000),
         status="complete",
-        config=dict(settings.config, now=now_ms),
+        config=dict(config, now=now_ms),
         device_counts=device_counts,
         finding_counts=finding_counts(staging),
         api_stats=api_stats.as_dict(),
@@ -163,7 +183,9 @@ def _published_outcome(run_dir: Path) -> RunOutcome:
     return RunOutcome(run_dir=run_dir, manifest=manifest, exit_code=exit_code)
 
 
-def _open_staging(settings: RunSettings, started_ms: int, rng: random.Random) -> RunStaging | Path:
+def _open_staging(
+    settings: Settings, config: Mapping[str, Any], started_ms: int, rng: random.Random
+) -> RunStaging | Path:
     """A new staged run, the newest one to resume, or the run directory of one that died
     after it was published (a resume then has nothing left to do)."""
     if settings.resume:
@@ -181,15 +203,26 @@ def _open_staging(settings: RunSettings, started_ms: int, rng: random.Random) ->
         "run_id": run_id,
         "run_date": time.strftime("%Y-%m-%d", time.gmtime(started_ms / 1000)),
         "started_at_ms": started_ms,
-        "now_ms": settings.now_ms if settings.now_ms is not None else started_ms,
-        "config": dict(settings.config),
+        "now_ms": settings.now if settings.now is not None else started_ms,
+        "config": dict(config),
         "sessions": 1,
     }
     return RunStaging.create(settings.out, run_id, meta)
 
 
+@dataclass(frozen=True)
+class _Run:
+    """What the collecting phase needs of the settings, resolved."""
+
+    devices: Path
+    client: ClientSettings
+    policy: Policy
+    commit_every: int
+    commit_interval_s: float
+
+
 async def _collect(
-    settings: RunSettings,
+    settings: _Run,
     credentials: Credentials,
     staging: RunStaging,
     now_ms: int,

@@ -21,12 +21,14 @@ import pytest
 from conftest import FIXED_NOW, emulator_url
 
 from fleetaudit import cli
-from fleetaudit.api.client import ACTIONS, ClientSettings, RetryPolicy
+from fleetaudit.api.protocol import ACTIONS
+from fleetaudit.config import Settings
 from fleetaudit.emulator.app import STATS_KEY
 from fleetaudit.emulator.faults import FaultPlan
 from fleetaudit.emulator.fleet import FleetDevice, FleetFirmware, FleetJob, FleetTask, StaticFleet
 from fleetaudit.models import Credentials
-from fleetaudit.pipeline import RunOutcome, RunSettings, run_audit
+from fleetaudit.pipeline import RunOutcome, run_audit
+from fleetaudit.policy import Policy
 from fleetaudit.report.schema import TABLES
 
 KEY_ID = "e2e-key"
@@ -406,17 +408,20 @@ def settings_for(
     fleet: StaticFleet,
     *,
     qps: float = 1000.0,
-    retry: RetryPolicy = RetryPolicy(attempts=12, wait_initial=0.02, wait_max=0.5),  # noqa: B008
-) -> RunSettings:
-    """RunSettings over `fleet`'s device list with short retry waits (they are real sleeps)."""
-    client = ClientSettings(
-        endpoint=url, quotas=dict.fromkeys(ACTIONS, qps), concurrency=8, retry=retry
-    )
-    return RunSettings(
+    retry_attempts: int = 12,
+    retry_wait_max: float = 0.5,
+) -> Settings:
+    """Settings over `fleet`'s device list with short retry waits (they are real sleeps)."""
+    return Settings(
+        endpoint=url,
         devices=write_device_list(tmp_path / "devices.csv", fleet),
         out=tmp_path / "out",
-        client=client,
-        now_ms=NOW_MS,
+        qps=qps,
+        concurrency=8,
+        retry_attempts=retry_attempts,
+        retry_wait_initial=retry_wait_max / 25,
+        retry_wait_max=retry_wait_max,
+        now=NOW_MS,
     )
 
 
@@ -439,7 +444,7 @@ async def test_throttling_loses_nothing(tmp_path: Path) -> None:
         app,
     ):
         settings = settings_for(tmp_path, url, fleet, qps=50.0)
-        outcome = await run_audit(settings, Credentials(KEY_ID, SECRET))
+        outcome = await run_audit(settings, Policy(), Credentials(KEY_ID, SECRET))
     assert sum(app[STATS_KEY].throttled.values()) > 0
     assert_nothing_missing(outcome, 10)
     throttled = sum(a["throttled"] for a in outcome.manifest["api"].values())
@@ -462,7 +467,9 @@ async def test_injected_faults_lose_nothing(tmp_path: Path) -> None:
         url,
         app,
     ):
-        outcome = await run_audit(settings_for(tmp_path, url, fleet), Credentials(KEY_ID, SECRET))
+        outcome = await run_audit(
+            settings_for(tmp_path, url, fleet), Policy(), Credentials(KEY_ID, SECRET)
+        )
     assert {"error", "drop", "garbage"} <= set(app[STATS_KEY].faults)
     assert_nothing_missing(outcome, 20)
 
@@ -472,13 +479,12 @@ async def test_failing_device_becomes_an_error_row(tmp_path: Path, code: str) ->
     """A device that always fails is an errors row and audit_status error; the run completes."""
     fleet = small_fleet(5)
     plan = FaultPlan(failing_devices={"d02": code})
-    retry = RetryPolicy(attempts=3, wait_initial=0.01, wait_max=0.05)
     with emulator_url(fleet, credentials={KEY_ID: SECRET}, quotas=UNLIMITED, faults=plan) as (
         url,
         _,
     ):
-        settings = settings_for(tmp_path, url, fleet, retry=retry)
-        outcome = await run_audit(settings, Credentials(KEY_ID, SECRET))
+        settings = settings_for(tmp_path, url, fleet, retry_attempts=3, retry_wait_max=0.05)
+        outcome = await run_audit(settings, Policy(), Credentials(KEY_ID, SECRET))
     devices = {
         row["device_name"]: (row["audit_status"], row["error_code"])
         for row in pq.read_table(outcome.run_dir / "devices.parquet").to_pylist()

@@ -7,10 +7,11 @@ from pathlib import Path
 
 import pytest
 
-from fleetaudit.config import JobSettings, load_job, merge
+from fleetaudit.config import GateRules, Settings, load_job, settings_from
 from fleetaudit.durations import format_duration, parse_duration, parse_iso8601
 from fleetaudit.errors import UsageError
 from fleetaudit.policy import DEFAULT_STALLED_AFTER, Policy, Target, load_policy
+from fleetaudit.settings import build
 
 SAMPLE_POLICY = Path(__file__).parent.parent / "sample_inputs" / "policy.toml"
 
@@ -197,8 +198,8 @@ max_critical = 0
 
 def test_load_job_reads_every_setting(tmp_path: Path) -> None:
     """Every job file setting is parsed, typed and relative paths resolve beside the file."""
-    job = load_job(write(tmp_path, "nightly.toml", FULL_JOB))
-    assert job == JobSettings(
+    job = settings_from(write(tmp_path, "nightly.toml", FULL_JOB))
+    assert job == Settings(
         endpoint="http://127.0.0.1:8686/",
         devices=tmp_path / "devices.csv",
         policy=Path("/etc/fleet/policy.toml"),
@@ -215,19 +216,19 @@ def test_load_job_reads_every_setting(tmp_path: Path) -> None:
         log_format="json",
         metrics=tmp_path / "metrics.prom",
         min_coverage=0.95,
-        gate={"max_critical": 0},
+        gate=GateRules(max_critical=0),
     )
 
 
 def test_load_job_accepts_toml_datetime(tmp_path: Path) -> None:
     """An unquoted TOML datetime for `now` gives epoch ms too."""
     job = load_job(write(tmp_path, "j.toml", "now = 2024-11-19T09:47:43Z\n"))
-    assert job.now == 1732009663000
+    assert job == {"now": 1732009663000}
 
 
 def test_load_job_empty_file_sets_nothing(tmp_path: Path) -> None:
     """An empty job file leaves every setting unset."""
-    assert load_job(write(tmp_path, "j.toml", "")) == JobSettings()
+    assert load_job(write(tmp_path, "j.toml", "")) == {}
 
 
 @pytest.mark.parametrize(
@@ -259,15 +260,13 @@ def test_load_job_errors_name_file_and_key(tmp_path: Path, text: str, key: str) 
         load_job(write(tmp_path, "job.toml", text))
 
 
-def test_merge_prefers_overrides_where_set() -> None:
-    """Settings the command line sets win; the rest come from the job file."""
-    job = JobSettings(endpoint="http://a/", qps=5.0, resume=True)
-    overrides = JobSettings(qps=2.0, concurrency=4)
-    assert merge(job, overrides) == JobSettings(
-        endpoint="http://a/", qps=2.0, resume=True, concurrency=4
-    )
+def test_later_layers_override_earlier_ones() -> None:
+    """Settings the command line sets win; the rest come from the job file or the defaults."""
+    job = {"endpoint": "http://a/", "qps": 5.0, "resume": True}
+    merged = build(Settings, job, {"qps": 2.0, "concurrency": 4})
+    assert merged == Settings(endpoint="http://a/", qps=2.0, resume=True, concurrency=4)
 
 
-def test_merge_keeps_explicit_false() -> None:
-    """A setting overridden with False (not None) still wins."""
-    assert merge(JobSettings(resume=True), JobSettings(resume=False)).resume is False
+def test_override_with_false_still_wins() -> None:
+    """A setting overridden with False (not absent) still wins."""
+    assert build(Settings, {"resume": True}, {"resume": False}).resume is False
