@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 OUT ?= out/demo
 
-.PHONY: install demo test lint bench clean
+.PHONY: install demo test lint bench clean settings-doc
 
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -30,3 +30,6 @@ bench: $(STAMP)
 
 clean:
 	rm -rf $(VENV) out .mypy_cache .pytest_cache .ruff_cache
+
+settings-doc: $(STAMP)
+	$(BIN)/python -c "from fleetaudit.config import settings_reference as r; print(r(), end='')" > docs/SETTINGS.md

@@ -27,6 +27,7 @@ from fleetaudit.settings import (
     Url,
     Whole,
     build,
+    describe,
     missing_required,
     option_values,
     setting,
@@ -178,3 +179,34 @@ def settings_from(job: Path | None, args: argparse.Namespace | None = None) -> S
 def parse_gate(table: Mapping[str, object], where: str = "job file") -> GateRules:
     """A `[gate]` table -> typed rules, by the same rows as the job file (`gate.KEY` errors)."""
     return Section(GateRules).from_table(table, where=where, base=Path(), prefix="gate.")
+
+
+def settings_reference() -> str:
+    """docs/SETTINGS.md, rendered from the rows (a test keeps the file equal to this)."""
+    lines = [
+        "# Settings",
+        "",
+        "Every `fleetaudit run` setting, generated from the rows in `fleetaudit/config.py`",
+        "(a test keeps this file equal to them: `make settings-doc` rewrites it). The job-file",
+        "key is the name; the command line overrides the job file.",
+        "",
+    ]
+    for title, cls in (("run", Settings), ("[gate]", GateRules)):
+        lines += [
+            f"## {title}",
+            "",
+            "| key | option | accepts | default | what |",
+            "|---|---|---|---|---|",
+        ]
+        for name, flag, accepts, help_text, default in describe(cls):
+            shown = "" if default is None or name == "gate" else f"`{_shown(default)}`"
+            option = f"`{flag}`" if flag else ""
+            lines.append(f"| `{name}` | {option} | {accepts} | {shown} | {help_text} |")
+        lines.append("")
+    return "\n".join(lines)
+
+
+def _shown(default: object) -> str:
+    if isinstance(default, Mapping):
+        return "{}"
+    return str(default).lower() if isinstance(default, bool) else str(default)

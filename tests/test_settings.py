@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from fleetaudit.cli import build_parser, main
-from fleetaudit.config import GateRules, Settings, settings_from
+from fleetaudit.config import GateRules, Settings, settings_from, settings_reference
 from fleetaudit.errors import EXIT_USAGE, UsageError
 from fleetaudit.settings import add_options, describe, manifest_values, option_values, rows
 
@@ -141,3 +141,9 @@ def _subcommand(parser: argparse.ArgumentParser, name: str) -> argparse.Argument
             sub: argparse.ArgumentParser = action.choices[name]
             return sub
     raise AssertionError(name)
+
+
+def test_settings_doc_is_generated_from_the_rows() -> None:
+    """docs/SETTINGS.md equals what the rows render (`make settings-doc` rewrites it)."""
+    doc = Path(__file__).parent.parent / "docs" / "SETTINGS.md"
+    assert doc.read_text(encoding="utf-8") == settings_reference()
