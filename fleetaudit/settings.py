@@ -208,6 +208,13 @@ def _not_bool(raw: object, accepts: str) -> None:
         raise ValueError(f"must be {accepts}")
 
 
+def _text_of(raw: object, accepts: str) -> str:
+    """A TOML value that must be a string (every textual kind starts with this)."""
+    if not isinstance(raw, str):
+        raise ValueError(f"must be {accepts}")
+    return raw
+
+
 @dataclass(frozen=True)
 class Number:
     """A finite number in a range; `low_open` excludes the low end ("greater than 0")."""
@@ -285,9 +292,7 @@ class Text:
     accepts: str = "a non-empty string"
 
     def from_toml(self, raw: object, base: Path) -> str:
-        if not isinstance(raw, str):
-            raise ValueError(f"must be {self.accepts}")
-        return self.from_text(raw)
+        return self.from_text(_text_of(raw, self.accepts))
 
     def from_text(self, text: str) -> str:
         if not text.strip():
@@ -310,9 +315,7 @@ class Choice:
         return f"one of {', '.join(self.choices)}"
 
     def from_toml(self, raw: object, base: Path) -> str:
-        if not isinstance(raw, str):
-            raise ValueError(f"must be {self.accepts}")
-        return self.from_text(raw)
+        return self.from_text(_text_of(raw, self.accepts))
 
     def from_text(self, text: str) -> str:
         value = text.strip().upper() if self.upper else text.strip().lower()
@@ -353,9 +356,7 @@ class Url:
     accepts: str = "an http:// or https:// URL with a host, e.g. https://iot.example.com/"
 
     def from_toml(self, raw: object, base: Path) -> str:
-        if not isinstance(raw, str):
-            raise ValueError(f"must be {self.accepts}")
-        return self.from_text(raw)
+        return self.from_text(_text_of(raw, self.accepts))
 
     def from_text(self, text: str) -> str:
         text = text.strip()
@@ -421,9 +422,7 @@ class Duration:
     accepts: str = 'a duration such as "30m", "6h" or "1d12h"'
 
     def from_toml(self, raw: object, base: Path) -> int:
-        if not isinstance(raw, str):
-            raise ValueError(f"must be {self.accepts}")
-        return self.from_text(raw)
+        return self.from_text(_text_of(raw, self.accepts))
 
     def from_text(self, text: str) -> int:
         return parse_duration(text)
