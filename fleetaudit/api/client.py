@@ -33,7 +33,6 @@ from fleetaudit.api.signing import signed_query
 from fleetaudit.api.stats import ActionStats, ApiStats
 from fleetaudit.errors import ApiError, AuthError, CallFailed, TransientError
 from fleetaudit.models import (
-    UNFINISHED_STATUSES,
     CallFailure,
     Credentials,
     Device,
@@ -42,6 +41,7 @@ from fleetaudit.models import (
     ModuleVersion,
     Task,
 )
+from fleetaudit.terms import UNFINISHED_STATUSES
 
 __all__ = [
     "ACTIONS",

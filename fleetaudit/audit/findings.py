@@ -16,15 +16,16 @@ from dataclasses import dataclass, replace
 from fleetaudit.audit.versions import version_key
 from fleetaudit.durations import format_duration
 from fleetaudit.models import (
-    UNFINISHED_STATUSES,
     Device,
     Finding,
     Firmware,
     Job,
     ModuleVersion,
     Task,
+    job_key,
 )
 from fleetaudit.policy import Policy, Target
+from fleetaudit.terms import UNFINISHED_STATUSES
 
 DEFAULT_MODULE = "default"
 _ENDED_JOB_STATUSES = frozenset({"COMPLETED", "CANCELED"})
@@ -301,7 +302,7 @@ def _orphan_task(view: _View) -> Iterator[Finding]:
     for task in view.tasks:
         if task.firmware_id is None or task.job_id is None:
             continue
-        job = view.jobs.get((task.firmware_id, task.job_id))
+        job = view.jobs.get(job_key(task.firmware_id, task.job_id))
         if job is None or job.job_status not in _ENDED_JOB_STATUSES:
             continue
         yield _task_finding(

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from fleetaudit.emulator.fleet import Fleet, FleetDevice, FleetFirmware, FleetJob, FleetTask
-from fleetaudit.models import UNFINISHED_STATUSES
+from fleetaudit.terms import UNFINISHED_STATUSES
 
 MAX_CANCEL_DEVICES = 200
 

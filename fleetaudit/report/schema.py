@@ -9,11 +9,8 @@ null. Timestamps arrive as UTC epoch milliseconds (`int`).
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import fields
 
 import pyarrow as pa
-
-from fleetaudit.models import Task
 
 SCHEMA_VERSION = 1
 
@@ -201,13 +198,3 @@ def _empty_batch(schema: pa.Schema) -> pa.RecordBatch:
     return pa.RecordBatch.from_arrays(
         [pa.array([], type=field.type) for field in schema], schema=schema
     )
-
-
-def task_row(task: Task, age_seconds: int | None) -> dict[str, object]:
-    """A tasks-table row: the task's fields plus its age (the model has no age of its own)."""
-    row: dict[str, object] = {name: getattr(task, name) for name in _TASK_FIELDS}
-    row["age_seconds"] = age_seconds
-    return row
-
-
-_TASK_FIELDS: tuple[str, ...] = tuple(field.name for field in fields(Task))

@@ -174,7 +174,8 @@ class RunStaging:
         if table not in TABLES:
             raise ValueError(f"not a run table: {table!r}")
         if rows:
-            self._pending.setdefault(table, []).append(rows_to_batch(table, rows))
+            # A plain str key: the journal line is JSON, and orjson takes no StrEnum keys.
+            self._pending.setdefault(str(table), []).append(rows_to_batch(table, rows))
 
     def commit(self, tag: str | None = None) -> None:
         """Make everything appended so far durable: parts first, then the journal line.

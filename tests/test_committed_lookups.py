@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from fleetaudit.models import CallFailure, Firmware
-from fleetaudit.recording import lookups_from
+from fleetaudit.report.resume import committed_lookups
 from fleetaudit.report.staging import RunStaging
 
 RUN_ID = "20241119T094743Z-00abcd"
@@ -16,7 +16,7 @@ def _failure(action: str, firmware_id: str, job_id: str | None) -> CallFailure:
 
 
 def test_resumed_lookups_know_earlier_answers_and_failures(tmp_path: Path) -> None:
-    """Firmware fetched, and firmware or jobs whose lookup failed for good, are not asked again."""
+    """A resumed run knows the firmware fetched and the firmware and jobs whose lookup failed."""
     staging = RunStaging.create(tmp_path, RUN_ID, {})
     firmware = Firmware(
         "F1", "fw", "pk1", None, "default", None, "2.0", 1, 0, None, None, None, None, None,
@@ -28,9 +28,7 @@ def test_resumed_lookups_know_earlier_answers_and_failures(tmp_path: Path) -> No
         [_failure("QueryOTAFirmware", "F9", None), _failure("ListOTAJobByDevice", "F1", "J7")],
     )
     staging.commit()
-    # The client is never called: every key asked about below is already known.
-    lookups = lookups_from(RunStaging.open(tmp_path, RUN_ID), client=None)  # type: ignore[arg-type]
-    assert lookups.firmware_by_id == {"F1": firmware}
-    assert lookups.firmware.known("F9")
-    assert lookups.jobs.known(("F1", "J7"))
-    assert not lookups.jobs.known(("F1", "J8"))
+    known = committed_lookups(RunStaging.open(tmp_path, RUN_ID))
+    assert known.firmware == [firmware]
+    assert known.failed_firmware == {"F9"}
+    assert known.failed_jobs == {("F1", "J7")}
