@@ -10,6 +10,8 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
+from fleetaudit.terms import Action, AuditStatus, FindingType, Severity
+
 
 @dataclass(frozen=True, slots=True)
 class Device:
@@ -90,7 +92,7 @@ class Job:
 class CallFailure:
     """A call that still failed after retries: one row of the errors table."""
 
-    action: str
+    action: Action
     product_key: str | None
     device_name: str | None
     firmware_id: str | None
@@ -120,7 +122,7 @@ class DeviceAudit:
     product_key: str
     device_name: str
     iot_id: str | None
-    audit_status: str  # "ok" | "not_found" | "error"
+    audit_status: AuditStatus
     module_count: int
     unfinished_task_count: int
     error_code: str | None
@@ -130,8 +132,8 @@ class DeviceAudit:
 class Finding:
     """One problem found: one row of the findings table. Fields that do not apply are None."""
 
-    finding_type: str
-    severity: str  # "critical" | "warning" | "info"
+    finding_type: FindingType
+    severity: Severity
     product_key: str
     device_name: str | None
     iot_id: str | None

@@ -113,7 +113,7 @@ async def run_audit(
         )
         if stopped is None:
             raise
-        if not staging.meta.get("resumed") and not any(staging.committed_batches("devices")):
+        if not staging.meta.get("resumed") and not any(staging.committed_batches(Table.DEVICES)):
             # Nothing useful was written: leave no trace of a run that never started.
             shutil.rmtree(staging.path, ignore_errors=True)
         raise stopped from None

@@ -20,6 +20,7 @@ from hypothesis import strategies as st
 
 from fleetaudit import remediation
 from fleetaudit.api.client import DEFAULT_QUOTAS
+from fleetaudit.api.protocol import MAX_CANCEL_DEVICES
 from fleetaudit.emulator.app import STATS_KEY, EmulatorStats
 from fleetaudit.emulator.faults import FaultPlan
 from fleetaudit.emulator.fleet import FleetDevice, FleetFirmware, FleetTask, StaticFleet
@@ -33,7 +34,6 @@ from fleetaudit.remediation.files import (
     write_plan,
 )
 from fleetaudit.remediation.plan import (
-    MAX_DEVICES_PER_CALL,
     Batch,
     CancelCall,
     PlannedTask,
@@ -205,7 +205,7 @@ def test_calls_cover_every_device_once_within_the_limit(
     calls = group_calls(tasks)
     named = [(c.firmware_id, c.job_id, name) for c in calls for name in c.device_names]
     assert all(len(set(c.device_names)) == len(c.device_names) for c in calls)
-    assert all(len(c.device_names) <= MAX_DEVICES_PER_CALL for c in calls)
+    assert all(len(c.device_names) <= MAX_CANCEL_DEVICES for c in calls)
     assert sorted(named, key=str) == sorted(
         {(t.firmware_id, t.job_id, t.device_name) for t in tasks}, key=str
     )

@@ -25,12 +25,15 @@ from fleetaudit.models import (
     job_key,
 )
 from fleetaudit.policy import Policy, Target
-from fleetaudit.terms import UNFINISHED_STATUSES
+from fleetaudit.terms import UNFINISHED_STATUSES, FindingType, Severity
 
 DEFAULT_MODULE = "default"
 _ENDED_JOB_STATUSES = frozenset({"COMPLETED", "CANCELED"})
 # Firmware status -> (severity, what the detail says); other statuses are fine.
-_UNVERIFIED = {0: ("warning", "is not verified"), 3: ("critical", "failed verification")}
+_UNVERIFIED = {
+    0: (Severity.WARNING, "is not verified"),
+    3: (Severity.CRITICAL, "failed verification"),
+}
 
 
 def module_of(name: str | None) -> str:
@@ -111,8 +114,8 @@ def device_findings(
 def device_not_found_finding(device: Device) -> Finding:
     """The finding for a device the platform says does not exist."""
     return _finding(
-        "device_not_found",
-        "warning",
+        FindingType.DEVICE_NOT_FOUND,
+        Severity.WARNING,
         f"The platform says device {device.device_name} of product {device.product_key} "
         "does not exist.",
         device,
@@ -120,8 +123,8 @@ def device_not_found_finding(device: Device) -> Finding:
 
 
 def _finding(
-    finding_type: str,
-    severity: str,
+    finding_type: FindingType,
+    severity: Severity,
     detail: str,
     device: Device,
     *,
@@ -173,8 +176,8 @@ def _version_drift(view: _View) -> Iterator[Finding]:
             continue
         target = _target(view.policy, product_key, module)
         yield _finding(
-            "version_drift",
-            "warning",
+            FindingType.VERSION_DRIFT,
+            Severity.WARNING,
             f"Module {module} runs {observed}, but the policy target is "
             f"{_describe(target, wanted)}.",
             view.device,
@@ -193,8 +196,8 @@ def _module_missing(view: _View) -> Iterator[Finding]:
             continue
         wanted = view.expected.get((product_key, target.module))
         yield _finding(
-            "module_missing",
-            "warning",
+            FindingType.MODULE_MISSING,
+            Severity.WARNING,
             f"The device does not report module {target.module}, which the policy targets "
             f"at {_describe(target, wanted)}.",
             view.device,
@@ -218,7 +221,7 @@ def _age_seconds(view: _View, task: Task) -> int | None:
 
 
 def _task_finding(
-    view: _View, task: Task, finding_type: str, severity: str, detail: str
+    view: _View, task: Task, finding_type: FindingType, severity: Severity, detail: str
 ) -> Finding:
     """A finding about one task: observed is the device's version of the task's module,
     expected is the task's destination version."""
@@ -251,8 +254,8 @@ def _stalled_task(view: _View) -> Iterator[Finding]:
         yield _task_finding(
             view,
             task,
-            "stalled_task",
-            "warning",
+            FindingType.STALLED_TASK,
+            Severity.WARNING,
             f"Task {task.task_id} has been {task.task_status} for {format_duration(age)} "
             f"(limit {format_duration(limit, parts=4)}).",
         )
@@ -274,8 +277,8 @@ def _task_src_mismatch(view: _View) -> Iterator[Finding]:
         yield _task_finding(
             view,
             task,
-            "task_src_mismatch",
-            "critical",
+            FindingType.TASK_SRC_MISMATCH,
+            Severity.CRITICAL,
             f"Task {task.task_id} upgrades module {module} from {task.src_version}, "
             f"but the device {reported}.",
         )
@@ -290,8 +293,8 @@ def _task_already_applied(view: _View) -> Iterator[Finding]:
         yield _task_finding(
             view,
             task,
-            "task_already_applied",
-            "info",
+            FindingType.TASK_ALREADY_APPLIED,
+            Severity.INFO,
             f"Task {task.task_id} is still {task.task_status}, but the device already "
             f"reports version {current}.",
         )
@@ -308,8 +311,8 @@ def _orphan_task(view: _View) -> Iterator[Finding]:
         yield _task_finding(
             view,
             task,
-            "orphan_task",
-            "warning",
+            FindingType.ORPHAN_TASK,
+            Severity.WARNING,
             f"Task {task.task_id} is still {task.task_status}, but its job {task.job_id} "
             f"is {job.job_status}.",
         )
@@ -325,7 +328,7 @@ def _firmware_unverified(view: _View) -> Iterator[Finding]:
         yield _task_finding(
             view,
             task,
-            "firmware_unverified",
+            FindingType.FIRMWARE_UNVERIFIED,
             severity,
             f"Task {task.task_id} installs firmware {task.firmware_id}, which {state}.",
         )
@@ -344,8 +347,8 @@ def _duplicate_tasks(view: _View) -> Iterator[Finding]:
             yield _task_finding(
                 view,
                 task,
-                "duplicate_tasks",
-                "warning",
+                FindingType.DUPLICATE_TASKS,
+                Severity.WARNING,
                 f"Task {task.task_id} is one of {len(group)} unfinished tasks for module "
                 f"{module} (tasks {ids}).",
             )
@@ -425,8 +428,8 @@ def majority_drift_findings(
             continue
         share = f"{counts.count(*key, majority)} of {counts.total(*key)} devices"
         yield _finding(
-            "version_drift",
-            "info",
+            FindingType.VERSION_DRIFT,
+            Severity.INFO,
             f"Module {key[1]} runs {row.module_version}, but the fleet majority for "
             f"product {row.product_key} is {majority} ({share}).",
             Device(row.product_key, row.device_name, row.iot_id),

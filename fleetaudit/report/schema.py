@@ -12,6 +12,8 @@ from collections.abc import Mapping, Sequence
 
 import pyarrow as pa
 
+from fleetaudit.terms import Table
+
 SCHEMA_VERSION = 1
 
 _STR = pa.string()
@@ -153,19 +155,19 @@ REMEDIATION = _schema(
 
 # The seven tables of every complete run, in the contract's order.
 TABLES: Mapping[str, pa.Schema] = {
-    "devices": DEVICES,
-    "module_versions": MODULE_VERSIONS,
-    "tasks": TASKS,
-    "firmware": FIRMWARE,
-    "jobs": JOBS,
-    "findings": FINDINGS,
-    "errors": ERRORS,
+    Table.DEVICES: DEVICES,
+    Table.MODULE_VERSIONS: MODULE_VERSIONS,
+    Table.TASKS: TASKS,
+    Table.FIRMWARE: FIRMWARE,
+    Table.JOBS: JOBS,
+    Table.FINDINGS: FINDINGS,
+    Table.ERRORS: ERRORS,
 }
 
 # Written by `fleetaudit cancel` into an existing run directory.
 REMEDIATION_TABLES: Mapping[str, pa.Schema] = {
-    "cancel_plan": CANCEL_PLAN,
-    "remediation": REMEDIATION,
+    Table.CANCEL_PLAN: CANCEL_PLAN,
+    Table.REMEDIATION: REMEDIATION,
 }
 
 ALL_TABLES: Mapping[str, pa.Schema] = {**TABLES, **REMEDIATION_TABLES}

@@ -44,6 +44,9 @@ _FINAL = "final"
 # Finalize gathers small parts into row groups of about this many rows; memory stays
 # bounded by one row group per table, whatever the size of the run.
 _ROW_GROUP_ROWS = 128 * 1024
+# Table names, actions and statuses are StrEnums (terms.py); as dict keys orjson writes them
+# only with this option, as their plain text.
+_JSON = orjson.OPT_NON_STR_KEYS
 
 
 def new_run_id(started_at_ms: int, rng: random.Random) -> str:
@@ -167,15 +170,14 @@ class RunStaging:
     def save_meta(self) -> None:
         """Persist changes made to `meta` since create (atomically; a resume sees them)."""
         record = {"run_id": self.run_id, "schema_version": SCHEMA_VERSION, "meta": self.meta}
-        write_atomic(self.path / _META, orjson.dumps(record))
+        write_atomic(self.path / _META, orjson.dumps(record, option=_JSON))
 
     def append(self, table: str, rows: Sequence[object]) -> None:
         """Buffer rows of a run table in memory until the next commit."""
         if table not in TABLES:
             raise ValueError(f"not a run table: {table!r}")
         if rows:
-            # A plain str key: the journal line is JSON, and orjson takes no StrEnum keys.
-            self._pending.setdefault(str(table), []).append(rows_to_batch(table, rows))
+            self._pending.setdefault(table, []).append(rows_to_batch(table, rows))
 
     def commit(self, tag: str | None = None) -> None:
         """Make everything appended so far durable: parts first, then the journal line.
@@ -198,7 +200,7 @@ class RunStaging:
         entry: dict[str, object] = {"seq": seq, "parts": parts, "rows": rows}
         if tag is not None:
             entry["tag"] = tag
-        line = orjson.dumps(entry) + b"\n"
+        line = orjson.dumps(entry, option=_JSON) + b"\n"
         with (self.path / _JOURNAL).open("ab") as journal:
             journal.write(line)
             journal.flush()
@@ -235,7 +237,9 @@ class RunStaging:
         rows = {table: self._concatenate(table, final / f"{table}.parquet") for table in TABLES}
         document = dict(manifest)
         document.setdefault("rows", rows)
-        write_atomic(final / "manifest.json", orjson.dumps(document, option=orjson.OPT_INDENT_2))
+        write_atomic(
+            final / "manifest.json", orjson.dumps(document, option=_JSON | orjson.OPT_INDENT_2)
+        )
         _fsync_dir(final)
 
         target = self.out / run_relpath(self.run_id)

@@ -17,6 +17,7 @@ import pyarrow.parquet as pq
 
 from fleetaudit.report.manifest import AUDIT_STATUSES, SEVERITIES
 from fleetaudit.report.schema import TABLES
+from fleetaudit.terms import Severity
 
 # Enough drift lines to act on without burying the rest of the summary.
 _MAX_DRIFT_GROUPS = 20
@@ -125,7 +126,7 @@ def _worst_section(findings: pa.Table, worst: int) -> str:
         return ""
     per_device = findings.filter(pc.is_valid(findings["device_name"]))
     keyed = per_device.append_column(
-        "critical", pc.cast(pc.equal(per_device["severity"], "critical"), pa.int64())
+        "critical", pc.cast(pc.equal(per_device["severity"], Severity.CRITICAL), pa.int64())
     )
     grouped = keyed.group_by(["product_key", "device_name"]).aggregate(
         [([], "count_all"), ("critical", "sum")]
@@ -191,7 +192,7 @@ def _policy_targets(findings: pa.Table) -> dict[tuple[str, str], str]:
     against_policy = findings.filter(
         pc.and_(
             pc.equal(findings["finding_type"], "version_drift"),
-            pc.equal(findings["severity"], "warning"),
+            pc.equal(findings["severity"], Severity.WARNING),
         )
     )
     rows = against_policy.select(["product_key", "module_name", "expected_version"]).to_pydict()
