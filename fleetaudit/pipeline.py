@@ -25,6 +25,7 @@ from fleetaudit.audit.findings import expected_versions, targeted_modules
 from fleetaudit.audit.join import device_rows
 from fleetaudit.collect import Fetched, Lookups, fan_out
 from fleetaudit.devices import DeviceListCheck, read_devices, validate_device_list
+from fleetaudit.durations import time_id
 from fleetaudit.errors import AuthError, RunIncomplete, UsageError
 from fleetaudit.models import CallFailure, Credentials, DeviceResult, Firmware
 from fleetaudit.policy import Policy
@@ -38,7 +39,7 @@ from fleetaudit.report.resume import (
     finding_counts,
     value_counts,
 )
-from fleetaudit.report.staging import RunStaging, new_run_id, remove_stale_staging
+from fleetaudit.report.staging import RunStaging, remove_stale_staging
 from fleetaudit.terms import AuditStatus, Table
 
 # The client's codes for a call the platform never answered (see api/client.py `_send`).
@@ -177,7 +178,7 @@ def _open_staging(settings: RunSettings, started_ms: int, rng: random.Random) ->
             staging.save_meta()
             return staging
     remove_stale_staging(settings.out, started_ms)
-    run_id = new_run_id(started_ms, rng)
+    run_id = time_id(started_ms, rng.getrandbits(24))
     meta = {
         "run_id": run_id,
         "run_date": time.strftime("%Y-%m-%d", time.gmtime(started_ms / 1000)),

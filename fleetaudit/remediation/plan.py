@@ -9,10 +9,8 @@ firmware, job)); re-read task lists decide which planned tasks are still safe to
 
 from __future__ import annotations
 
-import random
 from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
-from datetime import UTC, datetime
 from typing import Any
 
 from fleetaudit.api.protocol import MAX_CANCEL_DEVICES
@@ -221,12 +219,6 @@ class Batch:
 
     batch_id: str
     applied_at: int  # epoch ms
-
-
-def new_batch_id(applied_at_ms: int, rng: random.Random) -> str:
-    """`YYYYMMDDTHHMMSSZ-xxxxxx`, like a run id, so batches sort by time."""
-    stamp = datetime.fromtimestamp(applied_at_ms / 1000, tz=UTC).strftime("%Y%m%dT%H%M%SZ")
-    return f"{stamp}-{rng.getrandbits(24):06x}"
 
 
 def _outcome(

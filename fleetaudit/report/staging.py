@@ -20,11 +20,10 @@ Only names matching `run_date=*` are ever complete runs.
 from __future__ import annotations
 
 import os
-import random
 import shutil
 import tempfile
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from datetime import UTC, datetime
+from datetime import datetime
 from pathlib import Path
 from typing import Any, BinaryIO
 
@@ -47,12 +46,6 @@ _ROW_GROUP_ROWS = 128 * 1024
 # Table names, actions and statuses are StrEnums (terms.py); as dict keys orjson writes them
 # only with this option, as their plain text.
 _JSON = orjson.OPT_NON_STR_KEYS
-
-
-def new_run_id(started_at_ms: int, rng: random.Random) -> str:
-    """`YYYYMMDDTHHMMSSZ-xxxxxx`: the UTC start time and 6 random hex characters."""
-    started = datetime.fromtimestamp(started_at_ms / 1000, tz=UTC)
-    return f"{started:%Y%m%dT%H%M%SZ}-{rng.getrandbits(24):06x}"
 
 
 def run_date_of(run_id: str) -> str:

@@ -15,6 +15,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
+from fleetaudit.durations import format_duration
 from fleetaudit.report.manifest import AUDIT_STATUSES, SEVERITIES
 from fleetaudit.report.schema import TABLES
 from fleetaudit.terms import Severity
@@ -91,7 +92,7 @@ def _header(manifest: Mapping[str, Any]) -> str:
         f"  finished  {manifest.get('finished_at', '?')}",
     ]
     if manifest.get("wall_time_s") is not None:
-        lines.append(f"  wall time {_duration(float(manifest['wall_time_s']))}")
+        lines.append(f"  wall time {format_duration(float(manifest['wall_time_s']))}")
     return "\n".join(lines)
 
 
@@ -252,9 +253,3 @@ def _cell(value: object) -> str:
 
 def _percent(n: int, total: int) -> str:
     return f"{100 * n / total:5.1f}%" if total else "    -"
-
-
-def _duration(seconds: float) -> str:
-    minutes, secs = divmod(seconds, 60)
-    hours, minutes = divmod(int(minutes), 60)
-    return f"{hours}h{minutes:02d}m{secs:04.1f}s" if hours else f"{minutes}m{secs:04.1f}s"
