@@ -18,7 +18,7 @@ import pyarrow.parquet as pq
 from fleetaudit.durations import format_duration
 from fleetaudit.report.manifest import AUDIT_STATUSES, SEVERITIES
 from fleetaudit.report.schema import TABLES
-from fleetaudit.terms import Severity
+from fleetaudit.terms import FindingType, Severity
 
 # Enough drift lines to act on without burying the rest of the summary.
 _MAX_DRIFT_GROUPS = 20
@@ -192,7 +192,7 @@ def _policy_targets(findings: pa.Table) -> dict[tuple[str, str], str]:
     """The policy's expected version per (product, module), as its drift findings say."""
     against_policy = findings.filter(
         pc.and_(
-            pc.equal(findings["finding_type"], "version_drift"),
+            pc.equal(findings["finding_type"], FindingType.VERSION_DRIFT),
             pc.equal(findings["severity"], Severity.WARNING),
         )
     )
@@ -206,7 +206,7 @@ def _policy_targets(findings: pa.Table) -> dict[tuple[str, str], str]:
 
 
 def _drift_counts(findings: pa.Table) -> dict[tuple[str, str], int]:
-    drift = findings.filter(pc.equal(findings["finding_type"], "version_drift"))
+    drift = findings.filter(pc.equal(findings["finding_type"], FindingType.VERSION_DRIFT))
     grouped = drift.group_by(["product_key", "module_name"]).aggregate([([], "count_all")])
     return {(r["product_key"], r["module_name"]): r["count_all"] for r in grouped.to_pylist()}
 
