@@ -16,6 +16,7 @@ LIGHT_MODULES = (
     "fleetaudit.audit.versions",
     "fleetaudit.audit.findings",
     "fleetaudit.audit.join",
+    "fleetaudit.audit.majority",
     "fleetaudit.policy",
     "fleetaudit.durations",
     "fleetaudit.terms",

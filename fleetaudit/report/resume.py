@@ -15,7 +15,7 @@ from typing import Any
 
 import pyarrow as pa
 
-from fleetaudit.audit.findings import VersionCounts, majority_drift_findings
+from fleetaudit.audit.majority import VersionCounts, majority_drift_findings
 from fleetaudit.models import Device, Firmware, Job, ModuleVersion, job_key
 from fleetaudit.report.staging import RunStaging
 from fleetaudit.terms import Action, Table
