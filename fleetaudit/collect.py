@@ -82,7 +82,7 @@ class Lookups:
 
     What a lookup finds is handed back to whoever asked; what it fetched first lands in the
     asker's `Fetched`, so the pipeline writes each row once. A failed lookup is remembered
-    as a `CallFailure` (or None when an earlier session's run holds it) and not retried.
+    as its `CallFailure` (as None when it failed in an earlier session) and not retried.
     """
 
     def __init__(
