@@ -15,13 +15,14 @@ import itertools
 import time
 
 from fleetaudit.api.client import ClientSettings, OtaClient, open_client
-from fleetaudit.api.protocol import ACTIONS, LIST_MODULE_VERSIONS, LIST_UNFINISHED_TASKS
+from fleetaudit.api.protocol import ACTIONS
 from fleetaudit.emulator.app import STATS_KEY, create_app
 from fleetaudit.emulator.faults import FaultPlan
 from fleetaudit.emulator.server import serve_in_thread
 from fleetaudit.emulator.synthetic import SyntheticFleet
 from fleetaudit.errors import CallFailed
 from fleetaudit.models import Credentials, Device
+from fleetaudit.terms import Action
 
 
 async def drive(client: OtaClient, action: str, devices: list[Device], stop_at: float) -> None:
@@ -30,7 +31,7 @@ async def drive(client: OtaClient, action: str, devices: list[Device], stop_at: 
         if time.monotonic() >= stop_at:
             return
         try:
-            if action == LIST_MODULE_VERSIONS:
+            if action == Action.LIST_MODULE_VERSIONS:
                 await client.list_module_versions(device)
             else:
                 await client.list_unfinished_tasks(device)
@@ -48,7 +49,7 @@ async def main(duration: float, latency: float, quota: float, workers: int) -> N
         faults=FaultPlan(latency=latency),
         quotas=quotas,
     )
-    actions = (LIST_MODULE_VERSIONS, LIST_UNFINISHED_TASKS)
+    actions = (Action.LIST_MODULE_VERSIONS, Action.LIST_UNFINISHED_TASKS)
     with serve_in_thread(app) as url:
         settings = ClientSettings(endpoint=url, quotas=quotas, concurrency=64)
         async with open_client(settings, Credentials("bench", "benchsecret")) as client:

@@ -8,7 +8,7 @@ come back as `CallFailure` values; only `AuthError` escapes and stops the run.
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Awaitable, Callable, Collection, Iterable
 from dataclasses import dataclass, field, replace
 from typing import Generic, TypeVar
 
@@ -18,37 +18,39 @@ from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStre
 from fleetaudit.api.client import OtaClient
 from fleetaudit.errors import CallFailed
 from fleetaudit.models import (
-    UNFINISHED_STATUSES,
     CallFailure,
     Device,
     DeviceAudit,
+    DeviceResult,
     Firmware,
     Job,
     ModuleVersion,
     Task,
+    job_key,
 )
+from fleetaudit.terms import UNFINISHED_STATUSES, AuditStatus
 
 DEVICE_NOT_FOUND = "iot.device.NotExistedDevice"
 
-Key = TypeVar("Key")
-Value = TypeVar("Value")
+_Key = TypeVar("_Key")
+_Value = TypeVar("_Value")
 
 
-class OncePerKey(Generic[Key, Value]):
+class _OncePerKey(Generic[_Key, _Value]):
     """Runs one fetch per key; concurrent askers wait for the first instead of calling too."""
 
     def __init__(self) -> None:
-        self._done: dict[Key, Value | None] = {}
-        self._pending: dict[Key, anyio.Event] = {}
+        self._done: dict[_Key, _Value | None] = {}
+        self._pending: dict[_Key, anyio.Event] = {}
 
-    def prime(self, key: Key, value: Value | None) -> None:
+    def prime(self, key: _Key, value: _Value | None) -> None:
         """Record a value learned elsewhere (a resumed run, or a list that held several)."""
         self._done.setdefault(key, value)
 
-    def known(self, key: Key) -> bool:
+    def known(self, key: _Key) -> bool:
         return key in self._done
 
-    async def get(self, key: Key, fetch: Callable[[], Awaitable[Value | None]]) -> Value | None:
+    async def get(self, key: _Key, fetch: Callable[[], Awaitable[_Value | None]]) -> _Value | None:
         while key not in self._done:
             event = self._pending.get(key)
             if event is None:
@@ -67,82 +69,89 @@ class OncePerKey(Generic[Key, Value]):
 
 
 @dataclass(slots=True)
-class DeviceResult:
-    """Everything the platform said about one device, ready to be judged and written."""
+class Fetched:
+    """The rows one caller's lookups fetched first in the run (each is written once)."""
 
-    device: Device
-    audit: DeviceAudit
-    modules: list[ModuleVersion]
-    tasks: list[Task]
-    failures: list[CallFailure]
+    firmware: list[Firmware] = field(default_factory=list)
+    jobs: list[Job] = field(default_factory=list)
+    failures: list[CallFailure] = field(default_factory=list)
 
 
-@dataclass(slots=True)
 class Lookups:
     """Firmware and jobs fetched at most once per run, shared by every worker.
 
-    New rows land in `new_firmware`, `new_jobs` and `failures`; the pipeline drains them
-    into the report so each firmware and job is written once.
+    What a lookup finds is handed back to whoever asked; what it fetched first lands in the
+    asker's `Fetched`, so the pipeline writes each row once. A failed lookup is remembered
+    as its `CallFailure` (as None when it failed in an earlier session) and not retried.
     """
 
-    client: OtaClient
-    firmware: OncePerKey[str, Firmware] = field(default_factory=OncePerKey)
-    jobs: OncePerKey[tuple[str, str], Job] = field(default_factory=OncePerKey)
-    firmware_by_id: dict[str, Firmware] = field(default_factory=dict)
-    jobs_by_key: dict[tuple[str, str], Job] = field(default_factory=dict)
-    new_firmware: list[Firmware] = field(default_factory=list)
-    new_jobs: list[Job] = field(default_factory=list)
-    failures: list[CallFailure] = field(default_factory=list)
+    def __init__(
+        self,
+        client: OtaClient,
+        *,
+        firmware: Iterable[Firmware] = (),
+        jobs: Iterable[Job] = (),
+        failed_firmware: Collection[str] = (),
+        failed_jobs: Collection[tuple[str, str]] = (),
+    ) -> None:
+        self._client = client
+        self._firmware: _OncePerKey[str, Firmware | CallFailure] = _OncePerKey()
+        self._jobs: _OncePerKey[tuple[str, str], Job | CallFailure] = _OncePerKey()
+        for package in firmware:
+            self._firmware.prime(package.firmware_id, package)
+        for job in jobs:
+            self._jobs.prime(job_key(job.firmware_id, job.job_id), job)
+        # A lookup that failed for good is finished work too: asking again would add a
+        # second answer to a run whose errors table already holds the first.
+        for firmware_id in failed_firmware:
+            self._firmware.prime(firmware_id, None)
+        for key in failed_jobs:
+            self._jobs.prime(key, None)
 
-    def remember_firmware(self, firmware: Firmware) -> None:
-        self.firmware.prime(firmware.firmware_id, firmware)
-        self.firmware_by_id.setdefault(firmware.firmware_id, firmware)
+    async def firmware(self, firmware_id: str, fetched: Fetched) -> Firmware | CallFailure | None:
+        """The firmware, or the failure that kept it from being read (None: a past session)."""
 
-    def remember_job(self, job: Job) -> None:
-        key = (job.firmware_id or "", job.job_id)
-        if key not in self.jobs_by_key:
-            self.jobs.prime(key, job)
-            self.jobs_by_key[key] = job
-
-    async def get_firmware(self, firmware_id: str) -> Firmware | None:
-        async def fetch() -> Firmware | None:
+        async def fetch() -> Firmware | CallFailure:
             try:
-                firmware = await self.client.query_firmware(firmware_id)
+                package = await self._client.query_firmware(firmware_id)
             except CallFailed as failed:
-                self.failures.append(failed.failure)
-                return None
-            self.firmware_by_id[firmware_id] = firmware
-            self.new_firmware.append(firmware)
-            return firmware
+                fetched.failures.append(failed.failure)
+                return failed.failure
+            fetched.firmware.append(package)
+            return package
 
-        return await self.firmware.get(firmware_id, fetch)
+        return await self._firmware.get(firmware_id, fetch)
 
-    async def get_job(self, task: Task, device: Device) -> Job | None:
+    async def job(self, task: Task, device: Device, fetched: Fetched) -> Job | None:
         """The job behind a task, listed once per (firmware, job) through any device in it."""
         if not task.firmware_id or not task.job_id:
             return None
         firmware_id, job_id = task.firmware_id, task.job_id
 
-        async def fetch() -> Job | None:
+        async def fetch() -> Job | CallFailure | None:
             try:
-                jobs = await self.client.list_jobs_by_device(
+                listed = await self._client.list_jobs_by_device(
                     device.product_key, device.device_name, firmware_id
                 )
             except CallFailed as failed:
                 # The listing is per firmware; the row names the job it was looking for.
-                self.failures.append(replace(failed.failure, job_id=job_id))
-                return None
-            for job in jobs:
-                # One listing can name several jobs of this firmware: keep them all, once.
-                job_key = (job.firmware_id or firmware_id, job.job_id)
-                if job_key not in self.jobs_by_key:
-                    self.jobs_by_key[job_key] = job
-                    self.new_jobs.append(job)
-                    if job_key != (firmware_id, job_id):
-                        self.jobs.prime(job_key, job)
-            return self.jobs_by_key.get((firmware_id, job_id))
+                failure = replace(failed.failure, job_id=job_id)
+                fetched.failures.append(failure)
+                return failure
+            for job in listed:
+                # The listing is of this firmware's jobs: a job that does not say so still
+                # belongs to it, and is keyed (and written) that way.
+                job = job if job.firmware_id else replace(job, firmware_id=firmware_id)
+                key = job_key(job.firmware_id, job.job_id)
+                # One listing can name several jobs of this firmware, and several listings
+                # the same job: the first to name a job writes it.
+                if not self._jobs.known(key):
+                    self._jobs.prime(key, job)
+                    fetched.jobs.append(job)
+            return None  # the job, when listed, is primed above and wins over this
 
-        return await self.jobs.get((firmware_id, job_id), fetch)
+        value = await self._jobs.get(job_key(firmware_id, job_id), fetch)
+        return value if isinstance(value, Job) else None
 
 
 async def audit_device(client: OtaClient, lookups: Lookups, device: Device) -> DeviceResult:
@@ -172,34 +181,62 @@ async def audit_device(client: OtaClient, lookups: Lookups, device: Device) -> D
 
     if any(failure.error_code == DEVICE_NOT_FOUND for failure in failures):
         audit = DeviceAudit(
-            device.product_key, device.device_name, device.iot_id, "not_found", 0, 0, None
+            device.product_key, device.device_name, device.iot_id, AuditStatus.NOT_FOUND, 0, 0, None
         )
         return DeviceResult(device, audit, [], [], [])
 
-    await _fetch_task_context(lookups, device, tasks)
+    fetched = Fetched()
+    firmware, jobs = await _fetch_task_context(lookups, device, tasks, fetched)
     iot_id = device.iot_id or next((m.iot_id for m in modules if m.iot_id), None)
     audit = DeviceAudit(
         product_key=device.product_key,
         device_name=device.device_name,
         iot_id=iot_id,
-        audit_status="error" if failures else "ok",
+        audit_status=AuditStatus.ERROR if failures else AuditStatus.OK,
         module_count=len(modules),
         unfinished_task_count=len(tasks),
         error_code=failures[0].error_code if failures else None,
     )
-    return DeviceResult(device, audit, modules, tasks, failures)
+    return DeviceResult(
+        device,
+        audit,
+        modules,
+        tasks,
+        failures,
+        firmware=firmware,
+        jobs=jobs,
+        new_firmware=fetched.firmware,
+        new_jobs=fetched.jobs,
+        lookup_failures=fetched.failures,
+    )
 
 
-async def _fetch_task_context(lookups: Lookups, device: Device, tasks: Iterable[Task]) -> None:
+async def _fetch_task_context(
+    lookups: Lookups, device: Device, tasks: Iterable[Task], fetched: Fetched
+) -> tuple[dict[str, Firmware], dict[tuple[str, str], Job]]:
+    """The firmware and jobs behind a device's tasks, as far as they could be read."""
     firmware_ids = {task.firmware_id for task in tasks if task.firmware_id}
-    job_tasks = {(task.firmware_id, task.job_id): task for task in tasks if task.job_id}
-    if not firmware_ids and not job_tasks:
-        return
-    async with anyio.create_task_group() as group:
-        for firmware_id in firmware_ids:
-            group.start_soon(lookups.get_firmware, firmware_id)
-        for task in job_tasks.values():
-            group.start_soon(lookups.get_job, task, device)
+    job_tasks = {job_key(task.firmware_id, task.job_id): task for task in tasks if task.job_id}
+    firmware: dict[str, Firmware] = {}
+    jobs: dict[tuple[str, str], Job] = {}
+
+    async def get_firmware(firmware_id: str) -> None:
+        package = await lookups.firmware(firmware_id, fetched)
+        if isinstance(package, Firmware):
+            firmware[firmware_id] = package
+
+    async def get_job(key: tuple[str, str], task: Task) -> None:
+        job = await lookups.job(task, device, fetched)
+        if job is not None:
+            jobs[key] = job
+
+    if firmware_ids or job_tasks:
+        async with anyio.create_task_group() as group:
+            for firmware_id in firmware_ids:
+                group.start_soon(get_firmware, firmware_id)
+            for key, task in job_tasks.items():
+                group.start_soon(get_job, key, task)
+    return firmware, jobs
 
 
 async def fan_out(

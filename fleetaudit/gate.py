@@ -28,6 +28,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from fleetaudit.config import GateRules
+from fleetaudit.terms import AuditStatus, FindingType, Severity
 
 _TABLE_COLUMNS: Mapping[str, tuple[str, ...]] = {
     "findings": ("finding_type", "severity", "product_key", "device_name", "module_name"),
@@ -65,12 +66,12 @@ def check_gate(rules: GateRules, tables: Mapping[str, pa.Table]) -> list[GateVio
     findings = tables["findings"]
     violations: list[GateViolation] = []
     if rules.max_critical is not None:
-        critical = findings.filter(pc.equal(findings["severity"], "critical"))
+        critical = findings.filter(pc.equal(findings["severity"], Severity.CRITICAL))
         if critical.num_rows > rules.max_critical:
             reason = f"{critical.num_rows} critical findings (at most {rules.max_critical})"
             violations.append(_violation(rules, "max_critical", reason, critical))
     if rules.max_stalled_tasks is not None:
-        stalled = findings.filter(pc.equal(findings["finding_type"], "stalled_task"))
+        stalled = findings.filter(pc.equal(findings["finding_type"], FindingType.STALLED_TASK))
         if stalled.num_rows > rules.max_stalled_tasks:
             reason = f"{stalled.num_rows} stalled tasks (at most {rules.max_stalled_tasks})"
             violations.append(_violation(rules, "max_stalled_tasks", reason, stalled))
@@ -94,9 +95,11 @@ def _drift_violation(
     rules: GateRules, limit: float, findings: pa.Table, devices: pa.Table
 ) -> GateViolation | None:
     audited = _in_scope(rules, devices, module_column=None)
-    audited = audited.filter(pc.equal(audited["audit_status"], "ok"))
+    audited = audited.filter(pc.equal(audited["audit_status"], AuditStatus.OK))
     total = len(_device_keys(audited))
-    drift = _in_scope(rules, findings.filter(pc.equal(findings["finding_type"], "version_drift")))
+    drift = _in_scope(
+        rules, findings.filter(pc.equal(findings["finding_type"], FindingType.VERSION_DRIFT))
+    )
     drifting = len(_device_keys(drift))
     percent = 100.0 * drifting / total if total else 0.0
     if percent <= limit:

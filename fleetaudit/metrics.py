@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from fleetaudit.report.staging import write_atomic
+from fleetaudit.terms import AuditStatus, Table
 
 PREFIX = "fleetaudit_"
 # Per-action counters of the manifest's `api` section -> metric name and help text.
@@ -54,21 +55,21 @@ def render_metrics(manifest: Mapping[str, Any], *, exit_code: int | None = None)
         _gauge(
             "devices",
             "Devices audited in the last run, per audit status.",
-            [({"status": s}, n) for s, n in counts.get("devices", {}).items()],
+            [({"status": s}, n) for s, n in counts.get(Table.DEVICES, {}).items()],
         ),
         _gauge(
             "findings",
             "Findings of the last run, per finding type and severity.",
             [
                 ({"type": finding_type, "severity": severity}, n)
-                for finding_type, by_severity in counts.get("findings", {}).items()
+                for finding_type, by_severity in counts.get(Table.FINDINGS, {}).items()
                 for severity, n in by_severity.items()
             ],
         ),
         _gauge(
             "coverage_ratio",
             "Share of the audited devices with a definite answer (not 'error'), 0..1.",
-            [({}, 1.0 - float(manifest.get("coverage", {}).get("error", 0.0)))],
+            [({}, 1.0 - float(manifest.get("coverage", {}).get(AuditStatus.ERROR, 0.0)))],
         ),
         _gauge(
             "rows",

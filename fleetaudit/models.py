@@ -7,11 +7,10 @@ the reports are the field names here.
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
-from fleetaudit.terms import TERMINAL_STATUSES, UNFINISHED_STATUSES
-
-__all__ = ["TERMINAL_STATUSES", "UNFINISHED_STATUSES"]
+from fleetaudit.terms import Action, AuditStatus, FindingType, Severity
 
 
 @dataclass(frozen=True, slots=True)
@@ -93,7 +92,7 @@ class Job:
 class CallFailure:
     """A call that still failed after retries: one row of the errors table."""
 
-    action: str
+    action: Action
     product_key: str | None
     device_name: str | None
     firmware_id: str | None
@@ -123,7 +122,7 @@ class DeviceAudit:
     product_key: str
     device_name: str
     iot_id: str | None
-    audit_status: str  # "ok" | "not_found" | "error"
+    audit_status: AuditStatus
     module_count: int
     unfinished_task_count: int
     error_code: str | None
@@ -133,8 +132,8 @@ class DeviceAudit:
 class Finding:
     """One problem found: one row of the findings table. Fields that do not apply are None."""
 
-    finding_type: str
-    severity: str  # "critical" | "warning" | "info"
+    finding_type: FindingType
+    severity: Severity
     product_key: str
     device_name: str | None
     iot_id: str | None
@@ -147,3 +146,33 @@ class Finding:
     job_id: str | None
     age_seconds: int | None
     detail: str
+
+
+def job_key(firmware_id: str | None, job_id: str) -> tuple[str, str]:
+    """How a run knows a job: (firmware_id, job_id), "" for a missing firmware id.
+
+    The one spelling of the key: the lookups, the rows read back on resume and the finding
+    rules all use it, so a job seen in one session is recognised in the next.
+    """
+    return (firmware_id or "", job_id)
+
+
+@dataclass(frozen=True, slots=True)
+class DeviceResult:
+    """Everything the platform said about one device, and the lookups it caused.
+
+    `firmware` and `jobs` are the run's lookup tables as far as this device's tasks reach
+    (jobs keyed by `job_key`); `new_firmware`, `new_jobs` and `lookup_failures` are the rows
+    this device fetched first in the run, so each is written exactly once.
+    """
+
+    device: Device
+    audit: DeviceAudit
+    modules: Sequence[ModuleVersion]
+    tasks: Sequence[Task]
+    failures: Sequence[CallFailure]
+    firmware: Mapping[str, Firmware] = field(default_factory=dict)
+    jobs: Mapping[tuple[str, str], Job] = field(default_factory=dict)
+    new_firmware: Sequence[Firmware] = ()
+    new_jobs: Sequence[Job] = ()
+    lookup_failures: Sequence[CallFailure] = ()

@@ -22,25 +22,27 @@ import orjson
 from fleetaudit.api.client import DEFAULT_QUOTAS, ClientSettings, RetryPolicy, open_client
 from fleetaudit.api.stats import ApiStats
 from fleetaudit.audit.findings import expected_versions, targeted_modules
-from fleetaudit.collect import DeviceResult, Lookups, fan_out
+from fleetaudit.audit.join import device_rows
+from fleetaudit.collect import Fetched, Lookups, fan_out
 from fleetaudit.config import Settings
 from fleetaudit.devices import DeviceListCheck, read_devices, validate_device_list
+from fleetaudit.durations import time_id
 from fleetaudit.errors import AuthError, RunIncomplete, UsageError
-from fleetaudit.models import Credentials, Firmware
+from fleetaudit.models import CallFailure, Credentials, DeviceResult, Firmware
 from fleetaudit.policy import Policy
-from fleetaudit.recording import (
-    Recorder,
+from fleetaudit.report.manifest import build_manifest
+from fleetaudit.report.recorder import Recorder
+from fleetaudit.report.resume import (
     commit_majority_findings,
     committed_devices,
+    committed_lookups,
     device_key,
-    drain_lookups,
     finding_counts,
-    lookups_from,
     value_counts,
 )
-from fleetaudit.report.manifest import build_manifest
-from fleetaudit.report.staging import RunStaging, new_run_id, remove_stale_staging
+from fleetaudit.report.staging import RunStaging, remove_stale_staging
 from fleetaudit.settings import manifest_values
+from fleetaudit.terms import AuditStatus, Table
 
 # The client's codes for a call the platform never answered (see api/client.py `_send`).
 _NO_ANSWER = frozenset({"ConnectionError", "Timeout"})
@@ -132,16 +134,16 @@ async def run_audit(
         )
         if stopped is None:
             raise
-        if not staging.meta.get("resumed") and not any(staging.committed_batches("devices")):
+        if not staging.meta.get("resumed") and not any(staging.committed_batches(Table.DEVICES)):
             # Nothing useful was written: leave no trace of a run that never started.
             shutil.rmtree(staging.path, ignore_errors=True)
         raise stopped from None
     targeted = targeted_modules(policy)
     await anyio.to_thread.run_sync(commit_majority_findings, staging, targeted)
 
-    device_counts = value_counts(staging, "devices", "audit_status")
+    device_counts = value_counts(staging, Table.DEVICES, "audit_status")
     audited = sum(device_counts.values())
-    covered = audited - device_counts.get("error", 0)
+    covered = audited - device_counts.get(AuditStatus.ERROR, 0)
     coverage = covered / audited if audited else 1.0
     manifest = build_manifest(
         run_id=staging.run_id,
@@ -198,7 +200,7 @@ def _open_staging(
             staging.save_meta()
             return staging
     remove_stale_staging(settings.out, started_ms)
-    run_id = new_run_id(started_ms, rng)
+    run_id = time_id(started_ms, rng.getrandbits(24))
     meta = {
         "run_id": run_id,
         "run_date": time.strftime("%Y-%m-%d", time.gmtime(started_ms / 1000)),
@@ -232,10 +234,16 @@ async def _collect(
 ) -> ApiStats:
     done = committed_devices(staging)
     async with open_client(settings.client, credentials, rng=rng) as client:
-        lookups = lookups_from(staging, client)
-        expected = await _resolve_targets(settings.policy, lookups)
-        drain_lookups(staging, lookups)
-        recorder = Recorder(staging, settings.policy, expected, lookups, now_ms)
+        known = committed_lookups(staging)
+        lookups = Lookups(
+            client,
+            firmware=known.firmware,
+            jobs=known.jobs,
+            failed_firmware=known.failed_firmware,
+            failed_jobs=known.failed_jobs,
+        )
+        recorder = Recorder(staging)
+        expected = await _resolve_targets(settings.policy, lookups, recorder)
         # A list without duplicates needs no set of every device seen (memory at 1M devices).
         listed = read_devices(settings.devices, unique=device_list.has_duplicates)
         devices = (d for d in listed if device_key(d) not in done)
@@ -268,19 +276,23 @@ async def _collect(
                                 unreachable = result.failures[0].error_code
                                 break
                             answered = True
-                        recorder.record(result)
+                        recorder.record(
+                            device_rows(
+                                result, expected=expected, policy=settings.policy, now_ms=now_ms
+                            )
+                        )
                         if progress:
                             progress.advance(result.audit.audit_status)
                         since = time.monotonic() - last_commit
                         if recorder.pending >= settings.commit_every or (
                             since >= settings.commit_interval_s
                         ):
-                            await _commit(staging, recorder)
+                            await anyio.to_thread.run_sync(recorder.commit)
                             last_commit = time.monotonic()
                 group.cancel_scope.cancel()
         # Whatever finished is kept, interrupted or not: a resumed run starts from here.
         with anyio.CancelScope(shield=True):
-            await _commit(staging, recorder)
+            await anyio.to_thread.run_sync(recorder.commit)
         if progress:
             progress.finish()
         if unreachable is not None:
@@ -298,7 +310,7 @@ async def _collect(
 
 def _unreachable(result: DeviceResult) -> bool:
     """Every call for the device failed without an answer from the platform."""
-    return result.audit.audit_status == "error" and all(
+    return result.audit.audit_status == AuditStatus.ERROR and all(
         failure.error_code in _NO_ANSWER for failure in result.failures
     )
 
@@ -317,19 +329,18 @@ async def _tick_every(interval_s: float, progress: ProgressSink) -> None:
         progress.tick()
 
 
-async def _commit(staging: RunStaging, recorder: Recorder) -> None:
-    recorder.flush()
-    await anyio.to_thread.run_sync(staging.commit)
-
-
-async def _resolve_targets(policy: Policy, lookups: Lookups) -> dict[tuple[str, str], str]:
+async def _resolve_targets(
+    policy: Policy, lookups: Lookups, recorder: Recorder
+) -> dict[tuple[str, str], str]:
+    """The versions the policy expects; the firmware its targets name is read (and kept)."""
     firmware: dict[str, Firmware] = {}
+    fetched = Fetched()
     for target in policy.targets:
         if target.firmware_id is None:
             continue
-        found = await lookups.get_firmware(target.firmware_id)
-        if found is None:
-            failure = lookups.failures[-1] if lookups.failures else None
+        found = await lookups.firmware(target.firmware_id, fetched)
+        if not isinstance(found, Firmware):
+            failure: CallFailure | None = found
             why = f"{failure.error_code}: {failure.error_message}" if failure else "not found"
             problem = (
                 f"policy target {target.product_key}/{target.module} names firmware "
@@ -340,4 +351,5 @@ async def _resolve_targets(policy: Policy, lookups: Lookups) -> dict[tuple[str, 
                 raise RunIncomplete(problem + "; try again later")
             raise UsageError(problem)
         firmware[target.firmware_id] = found
+    recorder.add(Table.FIRMWARE, fetched.firmware)
     return expected_versions(policy, firmware)

@@ -22,19 +22,17 @@ import orjson
 from fleetaudit.api.stats import ApiStats
 from fleetaudit.durations import format_duration
 from fleetaudit.report.manifest import iso_utc
+from fleetaudit.terms import Action, AuditStatus
 
 Clock = Callable[[], float]
 # Every device costs one call of each of these; the slower quota bounds devices per second.
-PER_DEVICE_ACTIONS: tuple[str, ...] = (
-    "ListOTAModuleVersionsByDevice",
-    "ListOTAUnfinishedTaskByDevice",
-)
+PER_DEVICE_ACTIONS: tuple[Action, ...] = (Action.LIST_MODULE_VERSIONS, Action.LIST_UNFINISHED_TASKS)
 _SHORT_NAMES: Mapping[str, str] = {
-    "ListOTAModuleVersionsByDevice": "versions",
-    "ListOTAUnfinishedTaskByDevice": "tasks",
-    "QueryOTAFirmware": "firmware",
-    "ListOTAJobByDevice": "jobs",
-    "CancelOTATaskByDevice": "cancel",
+    Action.LIST_MODULE_VERSIONS: "versions",
+    Action.LIST_UNFINISHED_TASKS: "tasks",
+    Action.QUERY_FIRMWARE: "firmware",
+    Action.LIST_JOBS: "jobs",
+    Action.CANCEL_TASKS: "cancel",
 }
 _BAR_WIDTH = 20
 
@@ -78,7 +76,7 @@ class _Tracker:
 
     def advance(self, audit_status: str) -> None:
         self.done += 1
-        if audit_status == "error":
+        if audit_status == AuditStatus.ERROR:
             self.errors += 1
 
     def state(self) -> ProgressState:

@@ -6,7 +6,7 @@ import itertools
 from collections import Counter
 
 from fleetaudit.emulator.synthetic import SyntheticFleet
-from fleetaudit.models import TERMINAL_STATUSES, UNFINISHED_STATUSES
+from fleetaudit.terms import TERMINAL_STATUSES, UNFINISHED_STATUSES
 
 NOW_MS = 1_732_009_663_000
 

@@ -7,13 +7,12 @@ from collections.abc import Mapping, Sequence
 import pytest
 
 from fleetaudit.audit.findings import (
-    VersionCounts,
     device_findings,
     device_not_found_finding,
     expected_versions,
-    majority_drift_findings,
     targeted_modules,
 )
+from fleetaudit.audit.majority import VersionCounts, majority_drift_findings
 from fleetaudit.models import Device, Finding, Firmware, Job, ModuleVersion, Task
 from fleetaudit.policy import Policy, Target
 

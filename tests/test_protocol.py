@@ -11,6 +11,7 @@ import pytest
 from fleetaudit.api import protocol
 from fleetaudit.errors import ApiError, AuthError, TransientError
 from fleetaudit.models import Device
+from fleetaudit.terms import Action
 
 DEVICE = Device("pk1", "dev1")
 DEVICE_WITH_ID = Device("pk1", "dev1", "iot-1")
@@ -55,7 +56,7 @@ def test_pure_modules_import_no_io_libraries() -> None:
 def test_actions_and_default_quotas() -> None:
     """Five actions, 10/s each except QueryOTAFirmware at 20/s."""
     assert len(protocol.ACTIONS) == 5
-    assert protocol.DEFAULT_QUOTAS[protocol.QUERY_FIRMWARE] == 20.0
+    assert protocol.DEFAULT_QUOTAS[Action.QUERY_FIRMWARE] == 20.0
     assert {protocol.DEFAULT_QUOTAS[a] for a in protocol.ACTIONS if a != "QueryOTAFirmware"} == {
         10.0
     }

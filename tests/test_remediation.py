@@ -20,6 +20,7 @@ from hypothesis import strategies as st
 
 from fleetaudit import remediation
 from fleetaudit.api.client import DEFAULT_QUOTAS
+from fleetaudit.api.protocol import MAX_CANCEL_DEVICES
 from fleetaudit.emulator.app import STATS_KEY, EmulatorStats
 from fleetaudit.emulator.faults import FaultPlan
 from fleetaudit.emulator.fleet import FleetDevice, FleetFirmware, FleetTask, StaticFleet
@@ -33,7 +34,6 @@ from fleetaudit.remediation.files import (
     write_plan,
 )
 from fleetaudit.remediation.plan import (
-    MAX_DEVICES_PER_CALL,
     Batch,
     CancelCall,
     PlannedTask,
@@ -42,12 +42,11 @@ from fleetaudit.remediation.plan import (
     classify,
     exit_code,
     group_calls,
-    new_batch_id,
     recheck,
     select_tasks,
     validate_finding_types,
 )
-from fleetaudit.remediation.render import format_age, format_plan, format_table
+from fleetaudit.remediation.render import format_plan, format_table
 from fleetaudit.report.schema import REMEDIATION_TABLES, rows_to_batch
 
 BATCH = Batch("20250101T000000Z-abcdef", 1_735_689_600_000)
@@ -205,7 +204,7 @@ def test_calls_cover_every_device_once_within_the_limit(
     calls = group_calls(tasks)
     named = [(c.firmware_id, c.job_id, name) for c in calls for name in c.device_names]
     assert all(len(set(c.device_names)) == len(c.device_names) for c in calls)
-    assert all(len(c.device_names) <= MAX_DEVICES_PER_CALL for c in calls)
+    assert all(len(c.device_names) <= MAX_CANCEL_DEVICES for c in calls)
     assert sorted(named, key=str) == sorted(
         {(t.firmware_id, t.job_id, t.device_name) for t in tasks}, key=str
     )
@@ -279,22 +278,7 @@ def test_exit_code_is_zero_only_when_every_task_is_done() -> None:
     assert (exit_code(done), exit_code(done + open_), exit_code([])) == (0, 1, 0)
 
 
-def test_batch_id_is_sortable_time_plus_hex() -> None:
-    """A batch id reads as its UTC time and six hex characters."""
-    assert new_batch_id(BATCH.applied_at, random.Random(1)).startswith("20250101T000000Z-")
-    assert len(new_batch_id(BATCH.applied_at, random.Random(1))) == 23
-
-
 # --- rendering -----------------------------------------------------------------------------
-
-
-@pytest.mark.parametrize(
-    ("seconds", "text"),
-    [(None, "-"), (5, "5s"), (60, "1m"), (3660, "1h1m"), (90_000, "1d1h"), (86_400, "1d")],
-)
-def test_format_age(seconds: int | None, text: str) -> None:
-    """Ages print in their two largest units."""
-    assert format_age(seconds) == text
 
 
 def test_format_table_aligns_columns() -> None:
@@ -308,6 +292,15 @@ def test_plan_text_lists_tasks_calls_and_the_apply_hint() -> None:
     assert "t-2" in text
     assert "CancelOTATaskByDevice ProductKey=pk1 FirmwareId=fw1 JobId=job1 devices=2" in text
     assert text.splitlines()[-1].endswith("Re-run with --apply to cancel these tasks.")
+
+
+def test_plan_text_shows_ages_as_durations_and_unknown_as_dash() -> None:
+    """A task's age prints as a run's durations do (``25h``); an unknown age as ``-``."""
+    text = format_plan(build_plan([finding("dev-1", "t-1"), finding("dev-2", "t-2", age=None)]))
+    ages = {
+        cells[2]: cells[4] for cells in map(str.split, text.splitlines()) if cells[:1] == ["pk1"]
+    }
+    assert ages == {"t-1": "25h", "t-2": "-"}
 
 
 @pytest.mark.parametrize("module", ["plan", "render"])

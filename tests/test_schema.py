@@ -12,6 +12,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from fleetaudit.audit.join import task_row
 from fleetaudit.models import (
     CallFailure,
     DeviceAudit,
@@ -26,7 +27,6 @@ from fleetaudit.report.schema import (
     SCHEMA_VERSION,
     TABLES,
     rows_to_batch,
-    task_row,
 )
 
 T0 = 1_700_000_000_123  # 2023-11-14T22:13:20.123Z

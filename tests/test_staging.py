@@ -12,13 +12,14 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
+from fleetaudit.durations import time_id
 from fleetaudit.models import DeviceAudit, Finding
 from fleetaudit.report.schema import TABLES, rows_to_batch
 from fleetaudit.report.staging import (
     RunStaging,
     latest_run,
-    new_run_id,
     remove_stale_staging,
+    run_date_of,
     run_relpath,
     write_atomic,
     write_table_atomic,
@@ -53,13 +54,13 @@ def _devices(staging: RunStaging) -> list[str]:
     return [d for b in staging.committed_batches("devices") for d in b["device_name"].to_pylist()]
 
 
-def test_new_run_id_is_utc_start_and_six_hex() -> None:
-    """A run id is the UTC start time and 6 hex characters from the given RNG."""
-    run_id = new_run_id(START_MS, random.Random(1))
+def test_time_id_is_utc_time_and_six_hex() -> None:
+    """A run or batch id is the UTC time, then 6 hex characters of the given random bits."""
+    run_id = time_id(START_MS, random.Random(1).getrandbits(24))
     assert run_id.startswith("20241119T094743Z-")
     assert len(run_id) == 23
     int(run_id[-6:], 16)
-    assert run_id == new_run_id(START_MS, random.Random(1))
+    assert run_date_of(run_id) == "2024-11-19"
 
 
 def test_run_path_uses_start_date() -> None:

@@ -33,7 +33,6 @@ from fleetaudit.api.signing import signed_query
 from fleetaudit.api.stats import ActionStats, ApiStats
 from fleetaudit.errors import ApiError, AuthError, CallFailed, TransientError
 from fleetaudit.models import (
-    UNFINISHED_STATUSES,
     CallFailure,
     Credentials,
     Device,
@@ -42,6 +41,7 @@ from fleetaudit.models import (
     ModuleVersion,
     Task,
 )
+from fleetaudit.terms import UNFINISHED_STATUSES, Action
 
 __all__ = [
     "ACTIONS",
@@ -159,7 +159,7 @@ class OtaClient:
         subject = _Subject(product_key=device.product_key, device_name=device.device_name)
         modules: list[ModuleVersion] = []
         async for items in self._pages(
-            protocol.LIST_MODULE_VERSIONS,
+            Action.LIST_MODULE_VERSIONS,
             lambda page: protocol.module_versions_params(device, page, protocol.MODULE_PAGE_SIZE),
             "SimpleOTAModuleInfo",
             protocol.MODULE_PAGE_SIZE,
@@ -177,7 +177,7 @@ class OtaClient:
         """The device's tasks in `statuses` (every unfinished one by default), one call."""
         subject = _Subject(product_key=device.product_key, device_name=device.device_name)
         params = protocol.unfinished_tasks_params(device, statuses, module_name)
-        envelope = await self._call(protocol.LIST_UNFINISHED_TASKS, params, subject)
+        envelope = await self._call(Action.LIST_UNFINISHED_TASKS, params, subject)
         items = protocol.list_items(envelope, "SimpleOTATaskInfo")
         return [protocol.parse_task(item, device) for item in items]
 
@@ -185,7 +185,7 @@ class OtaClient:
         """One firmware package; its URL comes back without the presigned query string."""
         params = protocol.firmware_params(firmware_id)
         envelope = await self._call(
-            protocol.QUERY_FIRMWARE, params, _Subject(firmware_id=firmware_id)
+            Action.QUERY_FIRMWARE, params, _Subject(firmware_id=firmware_id)
         )
         return protocol.parse_firmware(envelope, firmware_id)
 
@@ -196,7 +196,7 @@ class OtaClient:
         subject = _Subject(product_key, device_name, firmware_id)
         jobs: list[Job] = []
         async for items in self._pages(
-            protocol.LIST_JOBS,
+            Action.LIST_JOBS,
             lambda page: protocol.jobs_params(
                 product_key, device_name, firmware_id, page, protocol.JOB_PAGE_SIZE
             ),
@@ -218,14 +218,14 @@ class OtaClient:
         params = protocol.cancel_params(product_key, firmware_id, device_names, job_id)
         device_name = device_names[0] if len(device_names) == 1 else None
         subject = _Subject(product_key, device_name, firmware_id, job_id)
-        envelope = await self._call(protocol.CANCEL_TASKS, params, subject)
+        envelope = await self._call(Action.CANCEL_TASKS, params, subject)
         return protocol.request_id_of(envelope)
 
     # --- paging, retries, pacing ----------------------------------------------------------
 
     async def _pages(
         self,
-        action: str,
+        action: Action,
         params_for_page: Callable[[int], dict[str, str]],
         list_name: str,
         page_size: int,
@@ -248,7 +248,7 @@ class OtaClient:
             page += 1
 
     async def _call(
-        self, action: str, params: Mapping[str, str], subject: _Subject
+        self, action: Action, params: Mapping[str, str], subject: _Subject
     ) -> dict[str, Any]:
         """One logical call: paced, retried on transient errors, its outcome counted."""
         if self._auth_error is not None:
@@ -293,7 +293,7 @@ class OtaClient:
             return envelope
 
     async def _attempt(
-        self, action: str, params: Mapping[str, str], stats: ActionStats, time_left: float
+        self, action: Action, params: Mapping[str, str], stats: ActionStats, time_left: float
     ) -> dict[str, Any]:
         """Sign and send one attempt; the decoded envelope or the error it stands for."""
         query = self._signed_query(action, params)
@@ -306,7 +306,7 @@ class OtaClient:
             stats.record_latency((loop.time() - started) * 1000.0)
         return protocol.decode_response(answer.status, answer.body, retry_after=answer.retry_after)
 
-    def _signed_query(self, action: str, params: Mapping[str, str]) -> str:
+    def _signed_query(self, action: Action, params: Mapping[str, str]) -> str:
         """The query string of one attempt: a fresh nonce and timestamp, then the signature.
 
         The canonical query is built once and sent as it was signed (RFC 3986), so no
@@ -345,7 +345,9 @@ class OtaClient:
             # The class name says enough; str(error) may quote the signed URL.
             raise TransientError("ConnectionError", type(error).__name__) from None
 
-    def _failed(self, action: str, subject: _Subject, error: ApiError, attempts: int) -> CallFailed:
+    def _failed(
+        self, action: Action, subject: _Subject, error: ApiError, attempts: int
+    ) -> CallFailed:
         """The CallFailed for an error that ends a call (its message is already redacted)."""
         log.info("%s failed after %d attempt(s): %s", action, attempts, error.code)
         return CallFailed(

@@ -19,27 +19,21 @@ import orjson
 
 from fleetaudit.errors import ApiError, AuthError, TransientError
 from fleetaudit.models import Device, Firmware, Job, ModuleVersion, Task
+from fleetaudit.terms import Action
 
 API_VERSION: Final = "2018-01-20"
 
-LIST_MODULE_VERSIONS: Final = "ListOTAModuleVersionsByDevice"
-LIST_UNFINISHED_TASKS: Final = "ListOTAUnfinishedTaskByDevice"
-QUERY_FIRMWARE: Final = "QueryOTAFirmware"
-LIST_JOBS: Final = "ListOTAJobByDevice"
-CANCEL_TASKS: Final = "CancelOTATaskByDevice"
-
-ACTIONS: tuple[str, ...] = (
-    LIST_MODULE_VERSIONS,
-    LIST_UNFINISHED_TASKS,
-    QUERY_FIRMWARE,
-    LIST_JOBS,
-    CANCEL_TASKS,
-)
+# Plain text, not the members: these name the keys of quota and statistics mappings, which
+# the manifest and the progress log write as JSON objects.
+ACTIONS: tuple[str, ...] = tuple(action.value for action in Action)
+# The platform's default quota per action, in calls per second (QueryOTAFirmware has more).
 DEFAULT_QUOTAS: Mapping[str, float] = {
-    action: (20.0 if action == QUERY_FIRMWARE else 10.0) for action in ACTIONS
+    action: (20.0 if action == Action.QUERY_FIRMWARE else 10.0) for action in ACTIONS
 }
+# The largest page each listing action accepts.
 MODULE_PAGE_SIZE: Final = 200
 JOB_PAGE_SIZE: Final = 100
+# CancelOTATaskByDevice takes at most this many device names per call.
 MAX_CANCEL_DEVICES: Final = 200
 # A server that keeps saying "more" must not keep us forever: 1000 pages of 100 is far
 # beyond any real device's jobs or modules.

@@ -1,35 +1,36 @@
 """Every finding rule of the report contract, as pure functions of one device's rows.
 
-`device_findings` runs the per-device rules over what the API said about one device;
-`majority_drift_findings` runs at the end of a run over the module rows again, against
-`VersionCounts` gathered on the first pass. Only unfinished tasks are looked at: a
-terminal task never makes a finding. A firmware or job that could not be looked up is
-simply absent from its mapping, and the rules that need it skip that task.
+`device_findings` runs the per-device rules over what the API said about one device (the
+fleet-majority rule, which needs the whole run, is in `majority.py`). Only unfinished
+tasks are looked at: a terminal task never makes a finding. A firmware or job that could
+not be looked up is simply absent from its mapping, and the rules that need it skip it.
 """
 
 from __future__ import annotations
 
-from collections import Counter
-from collections.abc import Callable, Collection, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, replace
 
-from fleetaudit.audit.versions import version_key
 from fleetaudit.durations import format_duration
 from fleetaudit.models import (
-    UNFINISHED_STATUSES,
     Device,
     Finding,
     Firmware,
     Job,
     ModuleVersion,
     Task,
+    job_key,
 )
 from fleetaudit.policy import Policy, Target
+from fleetaudit.terms import UNFINISHED_STATUSES, FindingType, Severity
 
 DEFAULT_MODULE = "default"
 _ENDED_JOB_STATUSES = frozenset({"COMPLETED", "CANCELED"})
 # Firmware status -> (severity, what the detail says); other statuses are fine.
-_UNVERIFIED = {0: ("warning", "is not verified"), 3: ("critical", "failed verification")}
+_UNVERIFIED = {
+    0: (Severity.WARNING, "is not verified"),
+    3: (Severity.CRITICAL, "failed verification"),
+}
 
 
 def module_of(name: str | None) -> str:
@@ -109,18 +110,18 @@ def device_findings(
 
 def device_not_found_finding(device: Device) -> Finding:
     """The finding for a device the platform says does not exist."""
-    return _finding(
-        "device_not_found",
-        "warning",
+    return finding_about(
+        FindingType.DEVICE_NOT_FOUND,
+        Severity.WARNING,
         f"The platform says device {device.device_name} of product {device.product_key} "
         "does not exist.",
         device,
     )
 
 
-def _finding(
-    finding_type: str,
-    severity: str,
+def finding_about(
+    finding_type: FindingType,
+    severity: Severity,
     detail: str,
     device: Device,
     *,
@@ -171,9 +172,9 @@ def _version_drift(view: _View) -> Iterator[Finding]:
         if wanted is None or observed == wanted:
             continue
         target = _target(view.policy, product_key, module)
-        yield _finding(
-            "version_drift",
-            "warning",
+        yield finding_about(
+            FindingType.VERSION_DRIFT,
+            Severity.WARNING,
             f"Module {module} runs {observed}, but the policy target is "
             f"{_describe(target, wanted)}.",
             view.device,
@@ -191,9 +192,9 @@ def _module_missing(view: _View) -> Iterator[Finding]:
         if target.product_key != product_key or target.module in view.current:
             continue
         wanted = view.expected.get((product_key, target.module))
-        yield _finding(
-            "module_missing",
-            "warning",
+        yield finding_about(
+            FindingType.MODULE_MISSING,
+            Severity.WARNING,
             f"The device does not report module {target.module}, which the policy targets "
             f"at {_describe(target, wanted)}.",
             view.device,
@@ -217,7 +218,7 @@ def _age_seconds(view: _View, task: Task) -> int | None:
 
 
 def _task_finding(
-    view: _View, task: Task, finding_type: str, severity: str, detail: str
+    view: _View, task: Task, finding_type: FindingType, severity: Severity, detail: str
 ) -> Finding:
     """A finding about one task: observed is the device's version of the task's module,
     expected is the task's destination version."""
@@ -250,8 +251,8 @@ def _stalled_task(view: _View) -> Iterator[Finding]:
         yield _task_finding(
             view,
             task,
-            "stalled_task",
-            "warning",
+            FindingType.STALLED_TASK,
+            Severity.WARNING,
             f"Task {task.task_id} has been {task.task_status} for {format_duration(age)} "
             f"(limit {format_duration(limit, parts=4)}).",
         )
@@ -273,8 +274,8 @@ def _task_src_mismatch(view: _View) -> Iterator[Finding]:
         yield _task_finding(
             view,
             task,
-            "task_src_mismatch",
-            "critical",
+            FindingType.TASK_SRC_MISMATCH,
+            Severity.CRITICAL,
             f"Task {task.task_id} upgrades module {module} from {task.src_version}, "
             f"but the device {reported}.",
         )
@@ -289,8 +290,8 @@ def _task_already_applied(view: _View) -> Iterator[Finding]:
         yield _task_finding(
             view,
             task,
-            "task_already_applied",
-            "info",
+            FindingType.TASK_ALREADY_APPLIED,
+            Severity.INFO,
             f"Task {task.task_id} is still {task.task_status}, but the device already "
             f"reports version {current}.",
         )
@@ -301,14 +302,14 @@ def _orphan_task(view: _View) -> Iterator[Finding]:
     for task in view.tasks:
         if task.firmware_id is None or task.job_id is None:
             continue
-        job = view.jobs.get((task.firmware_id, task.job_id))
+        job = view.jobs.get(job_key(task.firmware_id, task.job_id))
         if job is None or job.job_status not in _ENDED_JOB_STATUSES:
             continue
         yield _task_finding(
             view,
             task,
-            "orphan_task",
-            "warning",
+            FindingType.ORPHAN_TASK,
+            Severity.WARNING,
             f"Task {task.task_id} is still {task.task_status}, but its job {task.job_id} "
             f"is {job.job_status}.",
         )
@@ -324,7 +325,7 @@ def _firmware_unverified(view: _View) -> Iterator[Finding]:
         yield _task_finding(
             view,
             task,
-            "firmware_unverified",
+            FindingType.FIRMWARE_UNVERIFIED,
             severity,
             f"Task {task.task_id} installs firmware {task.firmware_id}, which {state}.",
         )
@@ -343,8 +344,8 @@ def _duplicate_tasks(view: _View) -> Iterator[Finding]:
             yield _task_finding(
                 view,
                 task,
-                "duplicate_tasks",
-                "warning",
+                FindingType.DUPLICATE_TASKS,
+                Severity.WARNING,
                 f"Task {task.task_id} is one of {len(group)} unfinished tasks for module "
                 f"{module} (tasks {ids}).",
             )
@@ -360,76 +361,3 @@ _RULES: tuple[Callable[[_View], Iterable[Finding]], ...] = (
     _firmware_unverified,
     _duplicate_tasks,
 )
-
-
-# ---------------------------------------------------------------------------- fleet majority
-
-
-class VersionCounts:
-    """How many devices report each version, per (product_key, module).
-
-    Only distinct strings are stored, once each, so a fleet of a million devices running a
-    few versions costs a few kilobytes.
-    """
-
-    __slots__ = ("_counts",)
-
-    def __init__(self) -> None:
-        self._counts: dict[tuple[str, str], Counter[str]] = {}
-
-    def add(self, product_key: str, module: str, version: str, devices: int = 1) -> None:
-        """Count `devices` devices (one by default) reporting `version` for (product, module)."""
-        key = (product_key, module_of(module))
-        counter = self._counts.get(key)
-        if counter is None:
-            counter = self._counts[key] = Counter()
-        counter[version] += devices
-
-    def count(self, product_key: str, module: str, version: str) -> int:
-        """How many devices were counted with that version."""
-        counter = self._counts.get((product_key, module_of(module)))
-        return counter[version] if counter else 0
-
-    def total(self, product_key: str, module: str) -> int:
-        """How many devices were counted for (product_key, module)."""
-        counter = self._counts.get((product_key, module_of(module)))
-        return counter.total() if counter else 0
-
-    def majority(self, product_key: str, module: str) -> str | None:
-        """The most common version (ties: the highest in natural order); None if unseen."""
-        counter = self._counts.get((product_key, module_of(module)))
-        if not counter:
-            return None
-        return max(counter.items(), key=lambda item: (item[1], version_key(item[0])))[0]
-
-
-def majority_drift_findings(
-    rows: Iterable[ModuleVersion],
-    counts: VersionCounts,
-    targeted: Collection[tuple[str, str]],
-) -> Iterator[Finding]:
-    """`version_drift` (info) for module rows that differ from their fleet majority.
-
-    Rows of a targeted (product_key, module) are skipped: the policy rule covers those.
-    """
-    majorities: dict[tuple[str, str], str | None] = {}
-    for row in rows:
-        key = (row.product_key, module_of(row.module_name))
-        if key in targeted:
-            continue
-        if key not in majorities:
-            majorities[key] = counts.majority(*key)
-        majority = majorities[key]
-        if majority is None or row.module_version == majority:
-            continue
-        share = f"{counts.count(*key, majority)} of {counts.total(*key)} devices"
-        yield _finding(
-            "version_drift",
-            "info",
-            f"Module {key[1]} runs {row.module_version}, but the fleet majority for "
-            f"product {row.product_key} is {majority} ({share}).",
-            Device(row.product_key, row.device_name, row.iot_id),
-            module_name=key[1],
-            observed_version=row.module_version,
-            expected_version=majority,
-        )

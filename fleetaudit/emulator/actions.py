@@ -12,10 +12,8 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from fleetaudit.emulator import facts
 from fleetaudit.emulator.fleet import Fleet, FleetDevice, FleetFirmware, FleetJob, FleetTask
-from fleetaudit.models import UNFINISHED_STATUSES
-
-MAX_CANCEL_DEVICES = 200
 
 
 class GatewayError(Exception):
@@ -143,7 +141,7 @@ def _numbered(params: Mapping[str, str], prefix: str) -> list[str]:
 
 def list_module_versions(context: Context, params: Mapping[str, str]) -> dict[str, Any]:
     """ListOTAModuleVersionsByDevice: the device's module versions, paged (<= 200)."""
-    page, size = _page(params, 200)
+    page, size = _page(params, facts.MODULE_PAGE_SIZE)
     device = _device(context.fleet, params)
     items = [
         {
@@ -165,7 +163,7 @@ def list_unfinished_tasks(context: Context, params: Mapping[str, str]) -> dict[s
         statuses.append(params["TaskStatus"])
     if not statuses:
         raise GatewayError(400, "MissingTaskStatus", "TaskStatus or TaskStatusList is mandatory.")
-    if any(s not in UNFINISHED_STATUSES for s in statuses):
+    if any(s not in facts.UNFINISHED_STATUSES for s in statuses):
         raise BusinessError("iot.system.IllegalRequest", "Unknown task status.")
     device = _device(context.fleet, params)
     module = params.get("ModuleName")
@@ -227,7 +225,7 @@ def list_jobs_by_device(context: Context, params: Mapping[str, str]) -> dict[str
     product_key = _require(params, "ProductKey")
     device_name = _require(params, "DeviceName")
     firmware_id = _require(params, "FirmwareId")
-    page, size = _page(params, 100)
+    page, size = _page(params, facts.JOB_PAGE_SIZE)
     _product(context.fleet, product_key)
     device = context.fleet.device(product_key, device_name)
     if device is None:
@@ -258,8 +256,9 @@ def cancel_tasks(context: Context, params: Mapping[str, str]) -> dict[str, Any]:
     names = _numbered(params, "DeviceName")
     if not names:
         raise GatewayError(400, "MissingDeviceName", "DeviceName.N is mandatory for this action.")
-    if len(names) > MAX_CANCEL_DEVICES:
-        raise BusinessError("iot.system.IllegalRequest", "At most 200 DeviceName.N per call.")
+    if len(names) > facts.MAX_CANCEL_DEVICES:
+        message = f"At most {facts.MAX_CANCEL_DEVICES} DeviceName.N per call."
+        raise BusinessError("iot.system.IllegalRequest", message)
     if len(set(names)) != len(names):
         raise BusinessError("iot.system.IllegalRequest", "DeviceName.N values must be unique.")
     _product(context.fleet, product_key)
@@ -276,9 +275,9 @@ def cancel_tasks(context: Context, params: Mapping[str, str]) -> dict[str, Any]:
 
 
 HANDLERS: Mapping[str, Callable[[Context, Mapping[str, str]], dict[str, Any]]] = {
-    "ListOTAModuleVersionsByDevice": list_module_versions,
-    "ListOTAUnfinishedTaskByDevice": list_unfinished_tasks,
-    "QueryOTAFirmware": query_firmware,
-    "ListOTAJobByDevice": list_jobs_by_device,
-    "CancelOTATaskByDevice": cancel_tasks,
+    facts.LIST_MODULE_VERSIONS: list_module_versions,
+    facts.LIST_UNFINISHED_TASKS: list_unfinished_tasks,
+    facts.QUERY_FIRMWARE: query_firmware,
+    facts.LIST_JOBS: list_jobs_by_device,
+    facts.CANCEL_TASKS: cancel_tasks,
 }

@@ -34,7 +34,7 @@ import orjson
 from aiohttp import web
 
 from fleetaudit.api.signing import sign, signatures_match, string_to_sign
-from fleetaudit.emulator import actions
+from fleetaudit.emulator import actions, facts
 from fleetaudit.emulator.actions import GatewayError
 from fleetaudit.emulator.faults import (
     GARBAGE_BODY,
@@ -307,7 +307,7 @@ class _Emulator:
         context = actions.Context(self.fleet, self.cancellable, int(self.clock() * 1000))
         body = actions.run(action, context, request_id, params)
         self.stats.served[action] += 1
-        if action == "CancelOTATaskByDevice":
+        if action == facts.CANCEL_TASKS:
             self.stats.cancel_calls += 1
             self.stats.cancelled_tasks += context.cancelled
         return body

@@ -17,7 +17,7 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from fleetaudit.emulator.quota import DEFAULT_QUOTAS
+from fleetaudit.emulator.facts import DEFAULT_QUOTAS
 from fleetaudit.errors import EXIT_OK, UsageError
 
 if TYPE_CHECKING:

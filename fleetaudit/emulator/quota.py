@@ -9,14 +9,7 @@ import math
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
-DEFAULT_QUOTAS: Mapping[str, float] = {
-    "ListOTAModuleVersionsByDevice": 10.0,
-    "ListOTAUnfinishedTaskByDevice": 10.0,
-    "QueryOTAFirmware": 20.0,
-    "ListOTAJobByDevice": 10.0,
-    "CancelOTATaskByDevice": 10.0,
-}
-DEFAULT_RATE = 10.0
+from fleetaudit.emulator.facts import DEFAULT_QUOTAS, DEFAULT_RATE
 
 
 @dataclass(frozen=True, slots=True)

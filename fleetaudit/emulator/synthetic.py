@@ -24,6 +24,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from functools import lru_cache
 
+from fleetaudit.emulator import facts
 from fleetaudit.emulator.fleet import Fleet, FleetDevice, FleetFirmware, FleetJob, FleetTask
 
 _MASK64 = (1 << 64) - 1
@@ -44,8 +45,8 @@ _PRODUCTS: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("DoorSensor", ("default", "ble")),
     ("GatewayHub", ("default", "wifi", "zigbee", "mcu")),
 )
-_UNFINISHED = ("CONFIRM", "QUEUED", "NOTIFIED", "IN_PROGRESS")
-_TERMINAL = ("SUCCEEDED", "FAILED", "CANCELED")
+_UNFINISHED = facts.UNFINISHED_STATUSES
+_TERMINAL = facts.TERMINAL_STATUSES
 _FIRMWARE_STATUSES = (-1, 0, 1, 2, 3)
 _JOB_STATUSES = ("PLANNED", "IN_PROGRESS", "COMPLETED", "CANCELED")
 _SELECTIONS = ("ALL", "SPECIFIC", "GRAY")

@@ -18,6 +18,7 @@ import anyio
 
 from fleetaudit.api.client import ClientSettings, open_client
 from fleetaudit.devices import read_devices
+from fleetaudit.durations import time_id
 from fleetaudit.errors import AuthError, CallFailed, UsageError
 from fleetaudit.models import CallFailure, Credentials, Device, Task
 from fleetaudit.remediation.files import (
@@ -41,7 +42,6 @@ from fleetaudit.remediation.plan import (
     classify,
     exit_code,
     group_calls,
-    new_batch_id,
     recheck,
     validate_finding_types,
 )
@@ -171,7 +171,7 @@ async def cancel_command(
     if not plan.tasks:
         return 0
     applied_at = now_ms if now_ms is not None else int(time.time() * 1000)
-    batch = Batch(new_batch_id(applied_at, rng or random.Random()), applied_at)
+    batch = Batch(time_id(applied_at, (rng or random.Random()).getrandbits(24)), applied_at)
     async with open_client(settings, credentials) as client:
         outcomes = await apply_plan(client, plan, batch, concurrency=concurrency)
     path = append_outcomes(run_dir, outcomes)

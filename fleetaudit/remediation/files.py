@@ -20,6 +20,7 @@ from fleetaudit.models import Device
 from fleetaudit.remediation.plan import DeviceKey, PlannedTask, TaskOutcome
 from fleetaudit.report.schema import FINDINGS, REMEDIATION_TABLES, rows_to_batch
 from fleetaudit.report.staging import write_table_atomic
+from fleetaudit.terms import Table
 
 FINDINGS_FILE = "findings.parquet"
 MANIFEST_FILE = "manifest.json"
@@ -78,7 +79,7 @@ def device_keys(devices: Iterable[Device]) -> set[DeviceKey]:
 def write_plan(run_dir: Path, tasks: Sequence[PlannedTask]) -> Path:
     """Replace the run's cancel-plan.parquet with `tasks`; returns its path."""
     path = run_dir / PLAN_FILE
-    write_table_atomic(path, pa.Table.from_batches([rows_to_batch("cancel_plan", tasks)]))
+    write_table_atomic(path, pa.Table.from_batches([rows_to_batch(Table.CANCEL_PLAN, tasks)]))
     return path
 
 
@@ -89,8 +90,8 @@ def append_outcomes(run_dir: Path, outcomes: Sequence[TaskOutcome]) -> Path:
     adds the batch and atomically replaces it: a crash leaves the previous batches intact.
     """
     path = run_dir / REMEDIATION_FILE
-    schema = REMEDIATION_TABLES["remediation"]
-    batch = pa.Table.from_batches([rows_to_batch("remediation", outcomes)])
+    schema = REMEDIATION_TABLES[Table.REMEDIATION]
+    batch = pa.Table.from_batches([rows_to_batch(Table.REMEDIATION, outcomes)])
     if path.is_file():
         batch = pa.concat_tables([pq.read_table(path, schema=schema), batch])
     write_table_atomic(path, batch)

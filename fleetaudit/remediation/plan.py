@@ -1,36 +1,38 @@
 """The pure core of `fleetaudit cancel`: the plan, the re-check before applying, outcomes.
 
 Values in, values out: findings rows become a `Plan` (tasks grouped into
-CancelOTATaskByDevice calls of at most 200 unique devices per (product, firmware, job));
-re-read task lists decide which planned tasks are still safe to cancel (`recheck`); call
-results and the confirming re-read decide each task's outcome (`classify`). No I/O here.
+CancelOTATaskByDevice calls of at most `MAX_CANCEL_DEVICES` unique devices per (product,
+firmware, job)); re-read task lists decide which planned tasks are still safe to cancel
+(`recheck`); call results and the confirming re-read decide each task's outcome
+(`classify`). No I/O here.
 """
 
 from __future__ import annotations
 
-import random
 from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
-from datetime import UTC, datetime
 from typing import Any
 
+from fleetaudit.api.protocol import MAX_CANCEL_DEVICES
 from fleetaudit.models import CallFailure, Task
+from fleetaudit.terms import Action, FindingType
 
-DEFAULT_FINDING_TYPES: tuple[str, ...] = ("stalled_task", "orphan_task", "task_already_applied")
+DEFAULT_FINDING_TYPES: tuple[FindingType, ...] = (
+    FindingType.STALLED_TASK,
+    FindingType.ORPHAN_TASK,
+    FindingType.TASK_ALREADY_APPLIED,
+)
 # Finding types whose rows name one task, so they can be planned for cancellation at all.
-TASK_FINDING_TYPES: frozenset[str] = frozenset(
+TASK_FINDING_TYPES: frozenset[FindingType] = frozenset(
     {
-        "stalled_task",
-        "orphan_task",
-        "task_already_applied",
-        "task_src_mismatch",
-        "firmware_unverified",
-        "duplicate_tasks",
+        FindingType.STALLED_TASK,
+        FindingType.ORPHAN_TASK,
+        FindingType.TASK_ALREADY_APPLIED,
+        FindingType.TASK_SRC_MISMATCH,
+        FindingType.FIRMWARE_UNVERIFIED,
+        FindingType.DUPLICATE_TASKS,
     }
 )
-# CancelOTATaskByDevice accepts at most 200 unique DeviceName.N per call.
-MAX_DEVICES_PER_CALL = 200
-CANCEL_ACTION = "CancelOTATaskByDevice"
 
 OUTCOMES: tuple[str, ...] = ("cancelled", "still_open", "already_finished", "failed")
 
@@ -65,7 +67,7 @@ class PlannedTask:
 
 @dataclass(frozen=True, slots=True)
 class CancelCall:
-    """One CancelOTATaskByDevice call: unique device names, at most MAX_DEVICES_PER_CALL."""
+    """One CancelOTATaskByDevice call: unique device names, at most MAX_CANCEL_DEVICES."""
 
     product_key: str
     firmware_id: str
@@ -75,7 +77,7 @@ class CancelCall:
     def describe(self) -> str:
         job = self.job_id if self.job_id is not None else "-"
         return (
-            f"{CANCEL_ACTION} ProductKey={self.product_key} FirmwareId={self.firmware_id} "
+            f"{Action.CANCEL_TASKS} ProductKey={self.product_key} FirmwareId={self.firmware_id} "
             f"JobId={job} devices={len(self.device_names)}"
         )
 
@@ -171,15 +173,15 @@ def select_tasks(
 
 def group_calls(tasks: Iterable[PlannedTask]) -> list[CancelCall]:
     """CancelOTATaskByDevice calls covering `tasks`: one group per (product, firmware, job),
-    split into calls of at most MAX_DEVICES_PER_CALL unique device names, in a stable order."""
+    split into calls of at most MAX_CANCEL_DEVICES unique device names, in a stable order."""
     groups: dict[GroupKey, dict[str, None]] = {}
     for task in tasks:
         groups.setdefault(task.group, {})[task.device_name] = None
     calls: list[CancelCall] = []
     for key in sorted(groups, key=_group_sort_key):
         names = sorted(groups[key])
-        for start in range(0, len(names), MAX_DEVICES_PER_CALL):
-            chunk = tuple(names[start : start + MAX_DEVICES_PER_CALL])
+        for start in range(0, len(names), MAX_CANCEL_DEVICES):
+            chunk = tuple(names[start : start + MAX_CANCEL_DEVICES])
             calls.append(CancelCall(key[0], key[1], key[2], chunk))
     return calls
 
@@ -217,12 +219,6 @@ class Batch:
 
     batch_id: str
     applied_at: int  # epoch ms
-
-
-def new_batch_id(applied_at_ms: int, rng: random.Random) -> str:
-    """`YYYYMMDDTHHMMSSZ-xxxxxx`, like a run id, so batches sort by time."""
-    stamp = datetime.fromtimestamp(applied_at_ms / 1000, tz=UTC).strftime("%Y%m%dT%H%M%SZ")
-    return f"{stamp}-{rng.getrandbits(24):06x}"
 
 
 def _outcome(

@@ -9,22 +9,8 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Iterable, Sequence
 
+from fleetaudit.durations import format_duration
 from fleetaudit.remediation.plan import OUTCOMES, Plan, TaskOutcome
-
-
-def format_age(seconds: int | None) -> str:
-    """A task age in its two largest units (`3d4h`, `5h12m`, `40m`, `12s`); `-` if unknown."""
-    if seconds is None:
-        return "-"
-    if seconds < 60:
-        return f"{max(seconds, 0)}s"
-    days, rest = divmod(seconds, 86400)
-    hours, rest = divmod(rest, 3600)
-    minutes = rest // 60
-    parts = [(days, "d"), (hours, "h"), (minutes, "m")]
-    while parts and parts[0][0] == 0:
-        parts.pop(0)
-    return "".join(f"{value}{unit}" for value, unit in parts[:2] if value) or "0m"
 
 
 def format_table(header: Sequence[str], rows: Iterable[Sequence[str]]) -> str:
@@ -52,7 +38,7 @@ def format_plan(plan: Plan, *, applying: bool = False) -> str:
                 t.device_name,
                 t.task_id,
                 t.task_status or "-",
-                format_age(t.age_seconds),
+                "-" if t.age_seconds is None else format_duration(t.age_seconds),
                 t.finding_type,
                 f"#{t.call_index + 1}",
             )

@@ -22,9 +22,11 @@ from urllib.parse import urlsplit, urlunsplit
 
 import fleetaudit
 from fleetaudit.report.schema import SCHEMA_VERSION
+from fleetaudit.terms import AuditStatus, Severity
 
-AUDIT_STATUSES: tuple[str, ...] = ("ok", "not_found", "error")
-SEVERITIES: tuple[str, ...] = ("critical", "warning", "info")
+# Plain text, not the members: they become keys of the manifest, a plain JSON document.
+AUDIT_STATUSES: tuple[str, ...] = tuple(status.value for status in AuditStatus)
+SEVERITIES: tuple[str, ...] = tuple(severity.value for severity in Severity)
 # A key containing any of these holds a credential, whatever else it is called.
 SECRET_KEY_PARTS: tuple[str, ...] = ("secret", "password", "token", "credential", "signature")
 

@@ -9,11 +9,10 @@ null. Timestamps arrive as UTC epoch milliseconds (`int`).
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import fields
 
 import pyarrow as pa
 
-from fleetaudit.models import Task
+from fleetaudit.terms import Table
 
 SCHEMA_VERSION = 1
 
@@ -156,19 +155,19 @@ REMEDIATION = _schema(
 
 # The seven tables of every complete run, in the contract's order.
 TABLES: Mapping[str, pa.Schema] = {
-    "devices": DEVICES,
-    "module_versions": MODULE_VERSIONS,
-    "tasks": TASKS,
-    "firmware": FIRMWARE,
-    "jobs": JOBS,
-    "findings": FINDINGS,
-    "errors": ERRORS,
+    Table.DEVICES: DEVICES,
+    Table.MODULE_VERSIONS: MODULE_VERSIONS,
+    Table.TASKS: TASKS,
+    Table.FIRMWARE: FIRMWARE,
+    Table.JOBS: JOBS,
+    Table.FINDINGS: FINDINGS,
+    Table.ERRORS: ERRORS,
 }
 
 # Written by `fleetaudit cancel` into an existing run directory.
 REMEDIATION_TABLES: Mapping[str, pa.Schema] = {
-    "cancel_plan": CANCEL_PLAN,
-    "remediation": REMEDIATION,
+    Table.CANCEL_PLAN: CANCEL_PLAN,
+    Table.REMEDIATION: REMEDIATION,
 }
 
 ALL_TABLES: Mapping[str, pa.Schema] = {**TABLES, **REMEDIATION_TABLES}
@@ -201,13 +200,3 @@ def _empty_batch(schema: pa.Schema) -> pa.RecordBatch:
     return pa.RecordBatch.from_arrays(
         [pa.array([], type=field.type) for field in schema], schema=schema
     )
-
-
-def task_row(task: Task, age_seconds: int | None) -> dict[str, object]:
-    """A tasks-table row: the task's fields plus its age (the model has no age of its own)."""
-    row: dict[str, object] = {name: getattr(task, name) for name in _TASK_FIELDS}
-    row["age_seconds"] = age_seconds
-    return row
-
-
-_TASK_FIELDS: tuple[str, ...] = tuple(field.name for field in fields(Task))

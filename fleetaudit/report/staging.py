@@ -20,11 +20,10 @@ Only names matching `run_date=*` are ever complete runs.
 from __future__ import annotations
 
 import os
-import random
 import shutil
 import tempfile
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from datetime import UTC, datetime
+from datetime import datetime
 from pathlib import Path
 from typing import Any, BinaryIO
 
@@ -44,12 +43,9 @@ _FINAL = "final"
 # Finalize gathers small parts into row groups of about this many rows; memory stays
 # bounded by one row group per table, whatever the size of the run.
 _ROW_GROUP_ROWS = 128 * 1024
-
-
-def new_run_id(started_at_ms: int, rng: random.Random) -> str:
-    """`YYYYMMDDTHHMMSSZ-xxxxxx`: the UTC start time and 6 random hex characters."""
-    started = datetime.fromtimestamp(started_at_ms / 1000, tz=UTC)
-    return f"{started:%Y%m%dT%H%M%SZ}-{rng.getrandbits(24):06x}"
+# Table names, actions and statuses are StrEnums (terms.py); as dict keys orjson writes them
+# only with this option, as their plain text.
+_JSON = orjson.OPT_NON_STR_KEYS
 
 
 def run_date_of(run_id: str) -> str:
@@ -167,7 +163,7 @@ class RunStaging:
     def save_meta(self) -> None:
         """Persist changes made to `meta` since create (atomically; a resume sees them)."""
         record = {"run_id": self.run_id, "schema_version": SCHEMA_VERSION, "meta": self.meta}
-        write_atomic(self.path / _META, orjson.dumps(record))
+        write_atomic(self.path / _META, orjson.dumps(record, option=_JSON))
 
     def append(self, table: str, rows: Sequence[object]) -> None:
         """Buffer rows of a run table in memory until the next commit."""
@@ -197,7 +193,7 @@ class RunStaging:
         entry: dict[str, object] = {"seq": seq, "parts": parts, "rows": rows}
         if tag is not None:
             entry["tag"] = tag
-        line = orjson.dumps(entry) + b"\n"
+        line = orjson.dumps(entry, option=_JSON) + b"\n"
         with (self.path / _JOURNAL).open("ab") as journal:
             journal.write(line)
             journal.flush()
@@ -234,7 +230,9 @@ class RunStaging:
         rows = {table: self._concatenate(table, final / f"{table}.parquet") for table in TABLES}
         document = dict(manifest)
         document.setdefault("rows", rows)
-        write_atomic(final / "manifest.json", orjson.dumps(document, option=orjson.OPT_INDENT_2))
+        write_atomic(
+            final / "manifest.json", orjson.dumps(document, option=_JSON | orjson.OPT_INDENT_2)
+        )
         _fsync_dir(final)
 
         target = self.out / run_relpath(self.run_id)

@@ -15,8 +15,10 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
+from fleetaudit.durations import format_duration
 from fleetaudit.report.manifest import AUDIT_STATUSES, SEVERITIES
 from fleetaudit.report.schema import TABLES
+from fleetaudit.terms import FindingType, Severity
 
 # Enough drift lines to act on without burying the rest of the summary.
 _MAX_DRIFT_GROUPS = 20
@@ -90,7 +92,7 @@ def _header(manifest: Mapping[str, Any]) -> str:
         f"  finished  {manifest.get('finished_at', '?')}",
     ]
     if manifest.get("wall_time_s") is not None:
-        lines.append(f"  wall time {_duration(float(manifest['wall_time_s']))}")
+        lines.append(f"  wall time {format_duration(float(manifest['wall_time_s']))}")
     return "\n".join(lines)
 
 
@@ -125,7 +127,7 @@ def _worst_section(findings: pa.Table, worst: int) -> str:
         return ""
     per_device = findings.filter(pc.is_valid(findings["device_name"]))
     keyed = per_device.append_column(
-        "critical", pc.cast(pc.equal(per_device["severity"], "critical"), pa.int64())
+        "critical", pc.cast(pc.equal(per_device["severity"], Severity.CRITICAL), pa.int64())
     )
     grouped = keyed.group_by(["product_key", "device_name"]).aggregate(
         [([], "count_all"), ("critical", "sum")]
@@ -190,8 +192,8 @@ def _policy_targets(findings: pa.Table) -> dict[tuple[str, str], str]:
     """The policy's expected version per (product, module), as its drift findings say."""
     against_policy = findings.filter(
         pc.and_(
-            pc.equal(findings["finding_type"], "version_drift"),
-            pc.equal(findings["severity"], "warning"),
+            pc.equal(findings["finding_type"], FindingType.VERSION_DRIFT),
+            pc.equal(findings["severity"], Severity.WARNING),
         )
     )
     rows = against_policy.select(["product_key", "module_name", "expected_version"]).to_pydict()
@@ -204,7 +206,7 @@ def _policy_targets(findings: pa.Table) -> dict[tuple[str, str], str]:
 
 
 def _drift_counts(findings: pa.Table) -> dict[tuple[str, str], int]:
-    drift = findings.filter(pc.equal(findings["finding_type"], "version_drift"))
+    drift = findings.filter(pc.equal(findings["finding_type"], FindingType.VERSION_DRIFT))
     grouped = drift.group_by(["product_key", "module_name"]).aggregate([([], "count_all")])
     return {(r["product_key"], r["module_name"]): r["count_all"] for r in grouped.to_pylist()}
 
@@ -251,9 +253,3 @@ def _cell(value: object) -> str:
 
 def _percent(n: int, total: int) -> str:
     return f"{100 * n / total:5.1f}%" if total else "    -"
-
-
-def _duration(seconds: float) -> str:
-    minutes, secs = divmod(seconds, 60)
-    hours, minutes = divmod(int(minutes), 60)
-    return f"{hours}h{minutes:02d}m{secs:04.1f}s" if hours else f"{minutes}m{secs:04.1f}s"
