@@ -18,6 +18,9 @@ LIGHT_MODULES = (
     "fleetaudit.audit.join",
     "fleetaudit.audit.majority",
     "fleetaudit.policy",
+    "fleetaudit.config",
+    "fleetaudit.settings",
+    "fleetaudit.tomlfile",
     "fleetaudit.durations",
     "fleetaudit.terms",
     "fleetaudit.models",
@@ -27,7 +30,6 @@ LIGHT_MODULES = (
 )
 # No I/O framework, but pyarrow is theirs to use: they read or describe Parquet tables.
 ARROW_MODULES = (
-    "fleetaudit.config",
     "fleetaudit.devices",
     "fleetaudit.report.schema",
     "fleetaudit.report.manifest",
