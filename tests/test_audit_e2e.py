@@ -18,7 +18,7 @@ import duckdb
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
-from conftest import FIXED_NOW, emulator_url
+from helpers import FIXED_NOW, emulator_url
 
 from fleetaudit import cli
 from fleetaudit.api.client import ACTIONS, ClientSettings, RetryPolicy

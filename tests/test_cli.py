@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 from aiohttp import web
-from conftest import FIXED_NOW, emulator_url
+from helpers import FIXED_NOW, emulator_url
 
 from fleetaudit import cli
 from fleetaudit.api.client import ACTIONS

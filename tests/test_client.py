@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 from aiohttp import web
-from conftest import FIXED_NOW, TEST_KEY_ID, FakeClock, emulator_url, static_fleet
+from helpers import FIXED_NOW, TEST_KEY_ID, FakeClock, emulator_url, static_fleet
 
 from fleetaudit.api.client import (
     ACTIONS,

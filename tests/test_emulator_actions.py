@@ -8,7 +8,7 @@ from typing import Any
 import orjson
 import pytest
 from aiohttp import web
-from conftest import FIXED_NOW, FakeClock, call_emulator, emulator_url, static_fleet
+from helpers import FIXED_NOW, FakeClock, call_emulator, emulator_url, static_fleet
 
 from fleetaudit.emulator.app import FLEET_KEY, STATS_KEY
 

@@ -8,7 +8,7 @@ import aiohttp
 import orjson
 import pytest
 from aiohttp import web
-from conftest import (
+from helpers import (
     FIXED_NOW,
     FakeClock,
     call_emulator,

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from conftest import lock_held_elsewhere
+from helpers import lock_held_elsewhere
 
 from fleetaudit.errors import EXIT_INCOMPLETE, UsageError, exit_code_for
 from fleetaudit.lock import LockHeld, run_lock

@@ -16,7 +16,7 @@ from typing import Any
 import orjson
 import pyarrow.parquet as pq
 import pytest
-from conftest import FIXED_NOW, FakeClock, emulator_url, lock_held_elsewhere
+from helpers import FIXED_NOW, FakeClock, emulator_url, lock_held_elsewhere
 
 from fleetaudit import cli
 from fleetaudit.api.client import ACTIONS

@@ -7,7 +7,7 @@ import re
 
 import orjson
 import pytest
-from conftest import FakeClock
+from helpers import FakeClock
 
 from fleetaudit.api.stats import ApiStats
 from fleetaudit.progress import LogProgress, TerminalProgress, choose_progress, quota_eta

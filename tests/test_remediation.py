@@ -14,7 +14,7 @@ import orjson
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
-from conftest import TEST_KEY_ID, TEST_SECRET, emulator_url
+from helpers import TEST_KEY_ID, TEST_SECRET, emulator_url
 from hypothesis import given
 from hypothesis import strategies as st
 

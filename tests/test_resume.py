@@ -20,7 +20,7 @@ import orjson
 import pyarrow.parquet as pq
 import pytest
 from aiohttp import web
-from conftest import emulator_url
+from helpers import emulator_url
 
 from fleetaudit import cli
 from fleetaudit.api.client import ACTIONS
