@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import importlib.metadata
 import re
 import socket
+import subprocess
+import sys
+import tomllib
 from pathlib import Path
 
 import pytest
@@ -20,6 +24,7 @@ SECRET = "cli-Secret-51be07"
 NOW_MS = int(FIXED_NOW * 1000)
 UNLIMITED = dict.fromkeys(ACTIONS, 0.0)
 REPORTS_MD = Path(__file__).resolve().parents[1] / "docs" / "REPORTS.md"
+PYPROJECT = Path(__file__).resolve().parents[1] / "pyproject.toml"
 
 
 def tiny_fleet(size: int = 30) -> StaticFleet:
@@ -191,3 +196,12 @@ def test_unreachable_endpoint_stops_the_run_after_the_first_device(
     assert code == 4
     assert f"no answer from http://127.0.0.1:{port}/ (ConnectionError)" in err
     assert [p.name for p in out.rglob("*") if p.is_file()] == [".lock"]
+
+
+def test_version_flag_prints_the_installed_distribution_version() -> None:
+    """`fleetaudit --version` prints the version pyproject.toml gave the installed distribution."""
+    script = Path(sys.executable).with_name("fleetaudit")
+    done = subprocess.run([script, "--version"], check=True, capture_output=True, text=True)
+    installed = importlib.metadata.version("fleetaudit")
+    declared = tomllib.loads(PYPROJECT.read_text(encoding="utf-8"))["project"]["version"]
+    assert (done.stdout, installed) == (f"fleetaudit {declared}\n", declared)
