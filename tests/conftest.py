@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 import pytest
 from helpers import TEST_KEY_ID, TEST_SECRET
 
@@ -12,3 +14,17 @@ from fleetaudit.models import Credentials
 def credentials() -> Credentials:
     """Credentials the emulator started by `emulator_url` accepts."""
     return Credentials(TEST_KEY_ID, TEST_SECRET)
+
+
+@pytest.fixture(autouse=True)
+def _clean_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    """No test sees the developer's shell: no `FLEETAUDIT_*` variable, an 80-column terminal.
+
+    Tests that need credentials in the environment set them (`helpers.set_env_credentials`);
+    `COLUMNS`/`LINES` are pinned rather than removed because without them the progress line
+    would take the width of whatever terminal runs pytest.
+    """
+    for name in [name for name in os.environ if name.startswith("FLEETAUDIT_")]:
+        monkeypatch.delenv(name)
+    monkeypatch.setenv("COLUMNS", "80")
+    monkeypatch.setenv("LINES", "24")

@@ -12,6 +12,8 @@ Test modules import from here (`from helpers import FakeClock, emulator_url`); p
 - `signed_params(...)`: the common parameters plus `Signature` for one call, and
   `call_emulator(url, action, params, ...)` to send it, for tests without the real client;
 - `static_fleet()`: a small hand-made fleet (see its docstring);
+- `set_env_credentials(monkeypatch, ...)`: a key pair in `FLEETAUDIT_ACCESS_KEY_*`;
+- `metric_samples(text)`: a Prometheus textfile read back by `prometheus_client`;
 - `lock_held_elsewhere(out)`: a child process holding the run lock on `out`.
 """
 
@@ -27,7 +29,9 @@ from pathlib import Path
 from typing import Any
 
 import aiohttp
+import pytest
 from aiohttp import web
+from prometheus_client.parser import text_string_to_metric_families
 
 from fleetaudit.api.signing import sign
 from fleetaudit.emulator.app import create_app
@@ -45,6 +49,14 @@ TEST_KEY_ID = "testid"
 TEST_SECRET = "testsecret"
 # 2024-11-19T09:47:43Z, the NOTES.md vectors' timestamp.
 FIXED_NOW = 1_732_009_663.0
+
+
+def set_env_credentials(
+    monkeypatch: pytest.MonkeyPatch, key_id: str = TEST_KEY_ID, secret: str = TEST_SECRET
+) -> None:
+    """Put an access key pair in the environment, where `fleetaudit run` reads it."""
+    monkeypatch.setenv("FLEETAUDIT_ACCESS_KEY_ID", key_id)
+    monkeypatch.setenv("FLEETAUDIT_ACCESS_KEY_SECRET", secret)
 
 
 class FakeClock:
@@ -216,3 +228,21 @@ def lock_held_elsewhere(out: Path) -> Iterator[int]:
         child.stdin.close()
         assert child.wait(timeout=30) == 0
         child.stdout.close()
+
+
+# A metric sample keyed by (name, labels), so tests look values up without caring about order.
+Samples = dict[tuple[str, frozenset[tuple[str, str]]], float]
+
+
+def metric_samples(text: str) -> Samples:
+    """Every sample of a Prometheus textfile, read by `prometheus_client`; fails on a bad line."""
+    return {
+        (sample.name, frozenset(sample.labels.items())): sample.value
+        for family in text_string_to_metric_families(text)
+        for sample in family.samples
+    }
+
+
+def metric_key(name: str, **labels: str) -> tuple[str, frozenset[tuple[str, str]]]:
+    """The `Samples` key of metric `name` with exactly `labels`."""
+    return (name, frozenset(labels.items()))

@@ -18,7 +18,7 @@ import duckdb
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
-from helpers import FIXED_NOW, emulator_url
+from helpers import FIXED_NOW, emulator_url, set_env_credentials
 
 from fleetaudit import cli
 from fleetaudit.api.client import ACTIONS, ClientSettings, RetryPolicy
@@ -210,8 +210,7 @@ def run_cli(
     tmp_path: Path, url: str, monkeypatch: pytest.MonkeyPatch, *, verbose: bool = False
 ) -> tuple[int, Path]:
     """`fleetaudit run` over the scenario's device list and policy; (exit code, OUT)."""
-    monkeypatch.setenv("FLEETAUDIT_ACCESS_KEY_ID", KEY_ID)
-    monkeypatch.setenv("FLEETAUDIT_ACCESS_KEY_SECRET", SECRET)
+    set_env_credentials(monkeypatch, KEY_ID, SECRET)
     devices = write_device_list(tmp_path / "devices.csv", scenario_fleet(), duplicates=3)
     policy = tmp_path / "policy.toml"
     policy.write_text(POLICY_TOML, encoding="utf-8")

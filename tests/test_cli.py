@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 from aiohttp import web
-from helpers import FIXED_NOW, emulator_url
+from helpers import FIXED_NOW, emulator_url, set_env_credentials
 
 from fleetaudit import cli
 from fleetaudit.api.client import ACTIONS
@@ -67,8 +67,7 @@ def requests_seen(app: web.Application) -> int:
 
 
 def set_credentials(monkeypatch: pytest.MonkeyPatch, secret: str = SECRET) -> None:
-    monkeypatch.setenv("FLEETAUDIT_ACCESS_KEY_ID", KEY_ID)
-    monkeypatch.setenv("FLEETAUDIT_ACCESS_KEY_SECRET", secret)
+    set_env_credentials(monkeypatch, KEY_ID, secret)
 
 
 @pytest.mark.parametrize(("with_policy", "most"), [(True, 1), (False, 8)])

@@ -16,7 +16,16 @@ from typing import Any
 import orjson
 import pyarrow.parquet as pq
 import pytest
-from helpers import FIXED_NOW, FakeClock, emulator_url, lock_held_elsewhere
+from helpers import (
+    FIXED_NOW,
+    FakeClock,
+    Samples,
+    emulator_url,
+    lock_held_elsewhere,
+    metric_key,
+    metric_samples,
+    set_env_credentials,
+)
 
 from fleetaudit import cli
 from fleetaudit.api.client import ACTIONS
@@ -38,8 +47,7 @@ DRIFTING = ("d03", "d07")
 
 @pytest.fixture(autouse=True)
 def _credentials(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("FLEETAUDIT_ACCESS_KEY_ID", KEY_ID)
-    monkeypatch.setenv("FLEETAUDIT_ACCESS_KEY_SECRET", SECRET)
+    set_env_credentials(monkeypatch, KEY_ID, SECRET)
 
 
 def ops_fleet() -> StaticFleet:
@@ -246,31 +254,9 @@ def test_terminal_tick_redraws_with_the_time_gone_by() -> None:
 
 # ---------------------------------------------------------------------------- metrics
 
-_SAMPLE = re.compile(r"^(?P<name>[a-zA-Z_:][a-zA-Z0-9_:]*)(?:\{(?P<labels>.*)\})? (?P<value>\S+)$")
-_LABEL = re.compile(r'([a-zA-Z_][a-zA-Z0-9_]*)="((?:[^"\\]|\\.)*)"(?:,|$)')
-Samples = dict[tuple[str, frozenset[tuple[str, str]]], float]
-
-
-def parse_metrics(text: str) -> Samples:
-    """Samples keyed by (name, labels); fails on a line that is not exposition format."""
-    samples: Samples = {}
-    types: set[str] = set()
-    for line in text.splitlines():
-        if line.startswith("# TYPE "):
-            types.add(line.split(" ")[2])
-            continue
-        if line.startswith("# HELP "):
-            continue
-        match = _SAMPLE.match(line)
-        assert match, f"not an exposition line: {line!r}"
-        assert match.group("name") in types, f"sample before its TYPE: {line!r}"
-        labels = frozenset(_LABEL.findall(match.group("labels") or ""))
-        samples[(match.group("name"), labels)] = float(match.group("value"))
-    return samples
-
 
 def sample(samples: Samples, name: str, **labels: str) -> float:
-    return samples[(f"fleetaudit_{name}", frozenset(labels.items()))]
+    return samples[metric_key(f"fleetaudit_{name}", **labels)]
 
 
 def test_metrics_textfile_describes_the_run(
@@ -282,7 +268,7 @@ def test_metrics_textfile_describes_the_run(
     with emulator(faults=plan) as url:
         code = cli.main(["run", str(write_job(tmp_path, url)), "--metrics", str(metrics)])
     assert code == 0
-    samples = parse_metrics(metrics.read_text(encoding="utf-8"))
+    samples = metric_samples(metrics.read_text(encoding="utf-8"))
     assert sample(samples, "devices", status="ok") == 9
     assert sample(samples, "devices", status="error") == 1
     assert sample(samples, "findings", type="version_drift", severity="warning") == 2

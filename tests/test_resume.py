@@ -20,7 +20,7 @@ import orjson
 import pyarrow.parquet as pq
 import pytest
 from aiohttp import web
-from helpers import emulator_url
+from helpers import emulator_url, set_env_credentials
 
 from fleetaudit import cli
 from fleetaudit.api.client import ACTIONS
@@ -97,8 +97,7 @@ def journal_lines(out: Path) -> int:
 
 def set_credentials(monkeypatch: pytest.MonkeyPatch) -> None:
     """The test key in the environment, for runs started in this process."""
-    monkeypatch.setenv("FLEETAUDIT_ACCESS_KEY_ID", KEY_ID)
-    monkeypatch.setenv("FLEETAUDIT_ACCESS_KEY_SECRET", SECRET)
+    set_env_credentials(monkeypatch, KEY_ID, SECRET)
 
 
 def committed_devices(out: Path) -> int:
