@@ -136,67 +136,182 @@ async def call_emulator(
             return response.status, dict(response.headers), await response.read()
 
 
+class FleetBuilder:
+    """A `StaticFleet` built one call per device, task, firmware or job, with defaults.
+
+    Every default is plain data: product `pk1`, module `default`, job `J1` of firmware `F1`
+    (version 1.1.0), times at `now_ms`. Each method returns the builder, so calls chain:
+    `FleetBuilder().device("d1", {"default": "1.0.0"}).task("T1", "d1").build()`.
+    """
+
+    def __init__(self, *, product_key: str = "pk1", now_ms: int = int(FIXED_NOW * 1000)) -> None:
+        self.product_key = product_key
+        self.now_ms = now_ms
+        self._devices: list[FleetDevice] = []
+        self._tasks: list[FleetTask] = []
+        self._firmware: list[FleetFirmware] = []
+        self._jobs: list[FleetJob] = []
+        self._missing: list[tuple[str, str, str]] = []
+
+    def device(
+        self,
+        name: str,
+        modules: Mapping[str, str] | None = None,
+        *,
+        product_key: str | None = None,
+        iot_id: str | None = None,
+    ) -> FleetBuilder:
+        """A device named `name` (IotId `iot-<name>`) reporting `modules` (name -> version)."""
+        self._devices.append(
+            FleetDevice(
+                product_key or self.product_key, name, iot_id or f"iot-{name}", dict(modules or {})
+            )
+        )
+        return self
+
+    def missing(self, name: str, *, product_key: str | None = None) -> FleetBuilder:
+        """A row of the device list that the platform does not know."""
+        self._missing.append((product_key or self.product_key, name, ""))
+        return self
+
+    def task(
+        self,
+        task_id: str,
+        device: str,
+        status: str = "QUEUED",
+        *,
+        job: str = "J1",
+        firmware: str = "F1",
+        module: str = "default",
+        src: str = "",
+        dest: str = "1.1.0",
+        created_ms: int | None = None,
+        modified_ms: int | None = None,
+        product_name: str = "",
+        product_key: str | None = None,
+    ) -> FleetBuilder:
+        """An upgrade task of `device` in `status`, part of `job` of `firmware`."""
+        self._tasks.append(
+            FleetTask(
+                task_id=task_id,
+                job_id=job,
+                firmware_id=firmware,
+                product_key=product_key or self.product_key,
+                device_name=device,
+                module_name=module,
+                src_version=src,
+                dest_version=dest,
+                status=status,
+                utc_create_ms=self.now_ms if created_ms is None else created_ms,
+                utc_modified_ms=self.now_ms if modified_ms is None else modified_ms,
+                product_name=product_name,
+            )
+        )
+        return self
+
+    def firmware(
+        self,
+        firmware_id: str = "F1",
+        *,
+        name: str | None = None,
+        dest: str = "1.1.0",
+        src: str = "",
+        status: int = 1,
+        type: int = 0,
+        module: str = "default",
+        product_name: str = "",
+        sign: str = "abc",
+        size: int = 1024,
+        url: str | None = None,
+        created_ms: int | None = None,
+        modified_ms: int | None = None,
+        product_key: str | None = None,
+    ) -> FleetBuilder:
+        """A verified (status 1) MD5-signed firmware package; `name` defaults to its id."""
+        self._firmware.append(
+            FleetFirmware(
+                firmware_id=firmware_id,
+                firmware_name=firmware_id if name is None else name,
+                product_key=product_key or self.product_key,
+                product_name=product_name,
+                module_name=module,
+                src_version=src,
+                dest_version=dest,
+                status=status,
+                type=type,
+                sign_method="MD5",
+                firmware_sign=sign,
+                firmware_size=size,
+                verify_progress=100,
+                firmware_url=url or f"https://ota.example.com/fw/{firmware_id}.bin",
+                utc_create_ms=self.now_ms if created_ms is None else created_ms,
+                utc_modified_ms=self.now_ms if modified_ms is None else modified_ms,
+            )
+        )
+        return self
+
+    def job(
+        self,
+        job_id: str = "J1",
+        firmware: str = "F1",
+        status: str = "IN_PROGRESS",
+        *,
+        target_selection: str = "SPECIFIC",
+        selection_type: str = "STATIC",
+        created_ms: int | None = None,
+        modified_ms: int | None = None,
+        product_key: str | None = None,
+    ) -> FleetBuilder:
+        """A firmware upgrade job (batch) of `firmware` in `status`."""
+        self._jobs.append(
+            FleetJob(
+                job_id=job_id,
+                firmware_id=firmware,
+                product_key=product_key or self.product_key,
+                status=status,
+                job_type="UPGRADE_FIRMWARE",
+                target_selection=target_selection,
+                selection_type=selection_type,
+                utc_create_ms=self.now_ms if created_ms is None else created_ms,
+                utc_modified_ms=self.now_ms if modified_ms is None else modified_ms,
+            )
+        )
+        return self
+
+    def build(self) -> StaticFleet:
+        """The fleet of everything added so far."""
+        return StaticFleet(
+            self._devices, self._tasks, self._firmware, self._jobs, missing_devices=self._missing
+        )
+
+
 def static_fleet() -> StaticFleet:
     """A hand-made fleet: product `pk1`, devices d1 (3 tasks), d2 and big (250 modules)."""
     day = 86_400_000
-    now = int(FIXED_NOW * 1000)
-    devices = [
-        FleetDevice("pk1", "d1", "iot-d1", {"default": "1.0.0", "ble": "2.0.0"}),
-        FleetDevice("pk1", "d2", "iot-d2", {"default": "1.1.0"}),
-        FleetDevice("pk1", "big", "iot-big", {f"m{i:03d}": "1.0" for i in range(250)}),
-    ]
-
-    def task(
-        task_id: str, device: str, status: str, job: str = "J1", module: str = "default"
-    ) -> FleetTask:
-        return FleetTask(
-            task_id,
-            job,
-            "F1",
-            "pk1",
-            device,
-            module,
-            "1.0.0",
-            "1.1.0",
-            status,
-            now - 3 * day,
-            now - day,
-            "Plug",
-        )
-
-    tasks = [
-        task("T1", "d1", "QUEUED"),
-        task("T2", "d1", "IN_PROGRESS", module="ble"),
-        task("T3", "d1", "SUCCEEDED"),
-        task("T4", "d2", "CONFIRM", job="J2"),
-    ]
-    firmware = [
-        FleetFirmware(
-            "F1",
-            "plug-1.1.0",
-            "pk1",
-            "Plug",
-            "default",
-            "",
-            "1.1.0",
-            1,
-            0,
-            "MD5",
-            "abc",
-            1024,
-            100,
-            "https://ota.example.com/fw/F1.bin?Expires=1&Signature=s3cr3t",
-            now - 9 * day,
-            now - 8 * day,
-        )
-    ]
-    jobs = [
-        FleetJob("J1", "F1", "pk1", "IN_PROGRESS", "UPGRADE_FIRMWARE", "SPECIFIC", "STATIC",
-                 now - 5 * day, now - 4 * day),
-        FleetJob("J2", "F1", "pk1", "COMPLETED", "UPGRADE_FIRMWARE", "ALL", "DYNAMIC",
-                 now - 5 * day, now - 4 * day),
-    ]  # fmt: skip
-    return StaticFleet(devices, tasks, firmware, jobs, missing_devices=[("pk1", "ghost", "")])
+    fleet = FleetBuilder()
+    now = fleet.now_ms
+    fleet.device("d1", {"default": "1.0.0", "ble": "2.0.0"})
+    fleet.device("d2", {"default": "1.1.0"})
+    fleet.device("big", {f"m{i:03d}": "1.0" for i in range(250)})
+    for task_id, device, status, job, module in [
+        ("T1", "d1", "QUEUED", "J1", "default"),
+        ("T2", "d1", "IN_PROGRESS", "J1", "ble"),
+        ("T3", "d1", "SUCCEEDED", "J1", "default"),
+        ("T4", "d2", "CONFIRM", "J2", "default"),
+    ]:
+        fleet.task(
+            task_id, device, status, job=job, module=module, src="1.0.0", product_name="Plug",
+            created_ms=now - 3 * day, modified_ms=now - day,
+        )  # fmt: skip
+    fleet.firmware(
+        name="plug-1.1.0", product_name="Plug",
+        url="https://ota.example.com/fw/F1.bin?Expires=1&Signature=s3cr3t",
+        created_ms=now - 9 * day, modified_ms=now - 8 * day,
+    )  # fmt: skip
+    fleet.job("J1", created_ms=now - 5 * day, modified_ms=now - 4 * day)
+    fleet.job("J2", status="COMPLETED", target_selection="ALL", selection_type="DYNAMIC",
+              created_ms=now - 5 * day, modified_ms=now - 4 * day)  # fmt: skip
+    return fleet.missing("ghost").build()
 
 
 # Takes the lock, says so on stdout, and holds it until its stdin closes.

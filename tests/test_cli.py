@@ -12,12 +12,12 @@ from pathlib import Path
 
 import pytest
 from aiohttp import web
-from helpers import FIXED_NOW, emulator_url, set_env_credentials
+from helpers import FIXED_NOW, FleetBuilder, emulator_url, set_env_credentials
 
 from fleetaudit import cli
 from fleetaudit.api.client import ACTIONS
 from fleetaudit.emulator.app import STATS_KEY
-from fleetaudit.emulator.fleet import FleetDevice, FleetFirmware, StaticFleet
+from fleetaudit.emulator.fleet import StaticFleet
 
 KEY_ID = "cli-key"
 SECRET = "cli-Secret-51be07"
@@ -29,14 +29,10 @@ PYPROJECT = Path(__file__).resolve().parents[1] / "pyproject.toml"
 
 def tiny_fleet(size: int = 30) -> StaticFleet:
     """`size` devices of product pk1 on version 1.0.0, and firmware F1 (2.0.0)."""
-    devices = [
-        FleetDevice("pk1", f"d{i:02d}", f"iot-d{i:02d}", {"default": "1.0.0"}) for i in range(size)
-    ]
-    firmware = FleetFirmware(
-        "F1", "fw", "pk1", "", "default", "", "2.0.0", 1, 0, "MD5", "abc", 1, 100,
-        "https://ota.example.com/fw/F1.bin", NOW_MS, NOW_MS,
-    )  # fmt: skip
-    return StaticFleet(devices, firmware=[firmware])
+    fleet = FleetBuilder().firmware(name="fw", dest="2.0.0", size=1)
+    for i in range(size):
+        fleet.device(f"d{i:02d}", {"default": "1.0.0"})
+    return fleet.build()
 
 
 def write_devices(tmp_path: Path, fleet: StaticFleet) -> Path:

@@ -19,6 +19,7 @@ import pytest
 from helpers import (
     FIXED_NOW,
     FakeClock,
+    FleetBuilder,
     Samples,
     emulator_url,
     lock_held_elsewhere,
@@ -31,7 +32,7 @@ from fleetaudit import cli
 from fleetaudit.api.client import ACTIONS
 from fleetaudit.api.stats import ApiStats
 from fleetaudit.emulator.faults import FaultPlan
-from fleetaudit.emulator.fleet import FleetDevice, FleetTask, StaticFleet
+from fleetaudit.emulator.fleet import StaticFleet
 from fleetaudit.progress import LogProgress, TerminalProgress
 
 KEY_ID = "ops-key"
@@ -52,18 +53,14 @@ def _credentials(monkeypatch: pytest.MonkeyPatch) -> None:
 
 def ops_fleet() -> StaticFleet:
     """10 devices of pk1 on 2.0.0 except d03 and d07 (1.0.0); d05 has one QUEUED task."""
-    devices = [
-        FleetDevice(
-            "pk1", f"d{i:02d}", f"iot-d{i:02d}", {"default": "1.0.0" if f"d{i:02d}" in DRIFTING
-                                                   else "2.0.0"}
-        )
-        for i in range(10)
-    ]  # fmt: skip
-    task = FleetTask(
-        "T1", "", "", "pk1", "d05", "default", "", "3.0.0", "QUEUED",
-        NOW_MS - 3_600_000, NOW_MS - 3_600_000, "Plug",
-    )  # fmt: skip
-    return StaticFleet(devices, [task])
+    fleet = FleetBuilder()
+    for name in (f"d{i:02d}" for i in range(10)):
+        fleet.device(name, {"default": "1.0.0" if name in DRIFTING else "2.0.0"})
+    an_hour_ago = NOW_MS - 3_600_000
+    return fleet.task(
+        "T1", "d05", job="", firmware="", dest="3.0.0", product_name="Plug",
+        created_ms=an_hour_ago, modified_ms=an_hour_ago,
+    ).build()  # fmt: skip
 
 
 def write_inputs(tmp_path: Path, fleet: StaticFleet) -> tuple[Path, Path]:
