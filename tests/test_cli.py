@@ -200,3 +200,29 @@ def test_version_flag_prints_the_installed_distribution_version() -> None:
     installed = importlib.metadata.version("fleetaudit")
     declared = tomllib.loads(PYPROJECT.read_text(encoding="utf-8"))["project"]["version"]
     assert (done.stdout, installed) == (f"fleetaudit {declared}\n", declared)
+
+
+@pytest.mark.parametrize(
+    ("present", "named"),
+    [
+        ({}, "FLEETAUDIT_ACCESS_KEY_ID and FLEETAUDIT_ACCESS_KEY_SECRET"),
+        ({"FLEETAUDIT_ACCESS_KEY_ID": KEY_ID}, "set FLEETAUDIT_ACCESS_KEY_SECRET in"),
+        ({"FLEETAUDIT_ACCESS_KEY_SECRET": SECRET}, "set FLEETAUDIT_ACCESS_KEY_ID in"),
+    ],
+)
+def test_run_without_credentials_in_the_environment_is_a_usage_error(
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    present: dict[str, str],
+    named: str,
+) -> None:
+    """`run` lacking the key id or secret in the environment exits 2 naming it, calling nothing."""
+    for name, value in present.items():
+        monkeypatch.setenv(name, value)
+    fleet = tiny_fleet(3)
+    with emulator_url(fleet, credentials={KEY_ID: SECRET}, quotas=UNLIMITED) as (url, app):
+        code = cli.main(run_argv(url, write_devices(tmp_path, fleet), tmp_path / "out"))
+    assert code == 2
+    assert named in capsys.readouterr().err
+    assert requests_seen(app) == 0
