@@ -5,9 +5,10 @@ from __future__ import annotations
 import os
 
 import pytest
-from helpers import TEST_KEY_ID, TEST_SECRET
 
 from fleetaudit.models import Credentials
+
+from helpers import TEST_KEY_ID, TEST_SECRET
 
 
 @pytest.fixture

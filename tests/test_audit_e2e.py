@@ -18,7 +18,6 @@ import duckdb
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
-from helpers import FIXED_NOW, FleetBuilder, emulator_url, set_env_credentials
 
 from fleetaudit import cli
 from fleetaudit.api.client import ACTIONS, ClientSettings, RetryPolicy
@@ -28,6 +27,8 @@ from fleetaudit.emulator.fleet import StaticFleet
 from fleetaudit.models import Credentials
 from fleetaudit.pipeline import RunOutcome, RunSettings, run_audit
 from fleetaudit.report.schema import TABLES
+
+from helpers import FIXED_NOW, FleetBuilder, emulator_url, set_env_credentials
 
 KEY_ID = "e2e-key"
 SECRET = "e2e-Secret-7f3a9c"

@@ -12,12 +12,13 @@ from pathlib import Path
 
 import pytest
 from aiohttp import web
-from helpers import FIXED_NOW, FleetBuilder, emulator_url, set_env_credentials
 
 from fleetaudit import cli
 from fleetaudit.api.client import ACTIONS
 from fleetaudit.emulator.app import STATS_KEY
 from fleetaudit.emulator.fleet import StaticFleet
+
+from helpers import FIXED_NOW, FleetBuilder, emulator_url, set_env_credentials
 
 KEY_ID = "cli-key"
 SECRET = "cli-Secret-51be07"

@@ -8,6 +8,9 @@ import aiohttp
 import orjson
 import pytest
 from aiohttp import web
+
+from fleetaudit.emulator.app import STATS_KEY
+
 from helpers import (
     FIXED_NOW,
     FakeClock,
@@ -16,8 +19,6 @@ from helpers import (
     signed_params,
     static_fleet,
 )
-
-from fleetaudit.emulator.app import STATS_KEY
 
 FIRMWARE = {"FirmwareId": "F1"}
 

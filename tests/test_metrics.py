@@ -7,11 +7,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from helpers import Samples, metric_key, metric_samples
 from prometheus_client.parser import text_string_to_metric_families
 
 from fleetaudit.metrics import render_metrics, write_metrics
 from fleetaudit.report.manifest import build_manifest
+
+from helpers import Samples, metric_key, metric_samples
 
 START_MS = 1_732_009_663_000
 
@@ -39,6 +40,7 @@ def _manifest(**changes: Any) -> dict[str, Any]:
 
 @pytest.fixture
 def samples() -> Samples:
+    """Every sample of the textfile rendered from a typical complete run's manifest."""
     return metric_samples(render_metrics(_manifest()))
 
 

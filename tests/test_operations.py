@@ -16,6 +16,14 @@ from typing import Any
 import orjson
 import pyarrow.parquet as pq
 import pytest
+
+from fleetaudit import cli
+from fleetaudit.api.client import ACTIONS
+from fleetaudit.api.stats import ApiStats
+from fleetaudit.emulator.faults import FaultPlan
+from fleetaudit.emulator.fleet import StaticFleet
+from fleetaudit.progress import LogProgress, TerminalProgress
+
 from helpers import (
     FIXED_NOW,
     FakeClock,
@@ -27,13 +35,6 @@ from helpers import (
     metric_samples,
     set_env_credentials,
 )
-
-from fleetaudit import cli
-from fleetaudit.api.client import ACTIONS
-from fleetaudit.api.stats import ApiStats
-from fleetaudit.emulator.faults import FaultPlan
-from fleetaudit.emulator.fleet import StaticFleet
-from fleetaudit.progress import LogProgress, TerminalProgress
 
 KEY_ID = "ops-key"
 SECRET = "ops-Secret-93ad1e"

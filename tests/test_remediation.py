@@ -14,7 +14,6 @@ import orjson
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
-from helpers import TEST_KEY_ID, TEST_SECRET, FleetBuilder, emulator_url
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -49,6 +48,8 @@ from fleetaudit.remediation.plan import (
 )
 from fleetaudit.remediation.render import format_age, format_plan, format_table
 from fleetaudit.report.schema import REMEDIATION_TABLES, rows_to_batch
+
+from helpers import TEST_KEY_ID, TEST_SECRET, FleetBuilder, emulator_url
 
 BATCH = Batch("20250101T000000Z-abcdef", 1_735_689_600_000)
 

@@ -20,7 +20,6 @@ import orjson
 import pyarrow.parquet as pq
 import pytest
 from aiohttp import web
-from helpers import emulator_url, set_env_credentials
 
 from fleetaudit import cli
 from fleetaudit.api.client import ACTIONS
@@ -29,6 +28,8 @@ from fleetaudit.emulator.fleet import StaticFleet
 from fleetaudit.emulator.synthetic import SyntheticFleet
 from fleetaudit.report.schema import TABLES
 from fleetaudit.report.staging import STAGING_DIR, RunStaging
+
+from helpers import emulator_url, set_env_credentials
 
 KEY_ID = "resume-key"
 SECRET = "resume-Secret-0c41d2"
