@@ -14,6 +14,8 @@ Test modules import from here (`from helpers import FakeClock, emulator_url`); p
 - `static_fleet()`: a small hand-made fleet (see its docstring);
 - `set_env_credentials(monkeypatch, ...)`: a key pair in `FLEETAUDIT_ACCESS_KEY_*`;
 - `metric_samples(text)`: a Prometheus textfile read back by `prometheus_client`;
+- `FleetBuilder`: hand-made fleets, one call per device, task, firmware or job;
+- `write_device_list(path, fleet)`: the CSV an audit reads; `UNLIMITED` quotas;
 - `lock_held_elsewhere(out)`: a child process holding the run lock on `out`.
 """
 
@@ -33,6 +35,7 @@ import pytest
 from aiohttp import web
 from prometheus_client.parser import text_string_to_metric_families
 
+from fleetaudit.api.client import ACTIONS
 from fleetaudit.api.signing import sign
 from fleetaudit.emulator.app import create_app
 from fleetaudit.emulator.fleet import (
@@ -49,6 +52,9 @@ TEST_KEY_ID = "testid"
 TEST_SECRET = "testsecret"
 # 2024-11-19T09:47:43Z, the NOTES.md vectors' timestamp.
 FIXED_NOW = 1_732_009_663.0
+
+# A quota of 0 is no limit: the emulator throttles none of the client's actions.
+UNLIMITED = dict.fromkeys(ACTIONS, 0.0)
 
 
 def set_env_credentials(
@@ -312,6 +318,15 @@ def static_fleet() -> StaticFleet:
     fleet.job("J2", status="COMPLETED", target_selection="ALL", selection_type="DYNAMIC",
               created_ms=now - 5 * day, modified_ms=now - 4 * day)  # fmt: skip
     return fleet.missing("ghost").build()
+
+
+def write_device_list(path: Path, fleet: Fleet, duplicates: int = 0) -> Path:
+    """The fleet's device list as CSV at `path`, with its first `duplicates` rows listed twice."""
+    rows = list(fleet.iter_device_list())
+    rows += rows[:duplicates]
+    lines = ["product_key,device_name,iot_id", *(",".join(row) for row in rows)]
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    return path
 
 
 # Takes the lock, says so on stdout, and holds it until its stdin closes.

@@ -28,7 +28,14 @@ from fleetaudit.models import Credentials
 from fleetaudit.pipeline import RunOutcome, RunSettings, run_audit
 from fleetaudit.report.schema import TABLES
 
-from helpers import FIXED_NOW, FleetBuilder, emulator_url, set_env_credentials
+from helpers import (
+    FIXED_NOW,
+    UNLIMITED,
+    FleetBuilder,
+    emulator_url,
+    set_env_credentials,
+    write_device_list,
+)
 
 KEY_ID = "e2e-key"
 SECRET = "e2e-Secret-7f3a9c"
@@ -38,7 +45,6 @@ HOUR = 3_600_000
 DAY = 24 * HOUR
 # The presigned part of every firmware URL in the fleet: it must never reach a report.
 URL_QUERY_MARKER = "PRESIGNEDe2eSIG"
-UNLIMITED = dict.fromkeys(ACTIONS, 0.0)
 FINDINGS_GLOB = "run_date=*/run_id=*/findings.parquet"
 
 POLICY_TOML = """\
@@ -191,15 +197,6 @@ def scenario_fleet() -> StaticFleet:
     _job(fleet, "K3", "G3", "IN_PROGRESS")
     _job(fleet, "KD", "GD", "IN_PROGRESS")
     return fleet.missing("ghost", product_key="pk1").build()
-
-
-def write_device_list(path: Path, fleet: StaticFleet, duplicates: int = 0) -> Path:
-    """The fleet's device list as CSV, with its first `duplicates` rows listed twice."""
-    rows = list(fleet.iter_device_list())
-    rows += rows[:duplicates]
-    lines = ["product_key,device_name,iot_id", *(",".join(row) for row in rows)]
-    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
-    return path
 
 
 def run_cli(

@@ -14,16 +14,21 @@ import pytest
 from aiohttp import web
 
 from fleetaudit import cli
-from fleetaudit.api.client import ACTIONS
 from fleetaudit.emulator.app import STATS_KEY
 from fleetaudit.emulator.fleet import StaticFleet
 
-from helpers import FIXED_NOW, FleetBuilder, emulator_url, set_env_credentials
+from helpers import (
+    FIXED_NOW,
+    UNLIMITED,
+    FleetBuilder,
+    emulator_url,
+    set_env_credentials,
+    write_device_list,
+)
 
 KEY_ID = "cli-key"
 SECRET = "cli-Secret-51be07"
 NOW_MS = int(FIXED_NOW * 1000)
-UNLIMITED = dict.fromkeys(ACTIONS, 0.0)
 REPORTS_MD = Path(__file__).resolve().parents[1] / "docs" / "REPORTS.md"
 PYPROJECT = Path(__file__).resolve().parents[1] / "pyproject.toml"
 
@@ -34,13 +39,6 @@ def tiny_fleet(size: int = 30) -> StaticFleet:
     for i in range(size):
         fleet.device(f"d{i:02d}", {"default": "1.0.0"})
     return fleet.build()
-
-
-def write_devices(tmp_path: Path, fleet: StaticFleet) -> Path:
-    path = tmp_path / "devices.csv"
-    rows = [",".join(row) for row in fleet.iter_device_list()]
-    path.write_text("\n".join(["product_key,device_name,iot_id", *rows]) + "\n", encoding="utf-8")
-    return path
 
 
 def write_policy(tmp_path: Path, firmware_id: str = "F1") -> Path:
@@ -83,7 +81,9 @@ def test_wrong_secret_stops_at_once(
     if with_policy:
         extra += ["--policy", str(write_policy(tmp_path))]
     with emulator_url(fleet, credentials={KEY_ID: SECRET}, quotas=UNLIMITED) as (url, app):
-        code = cli.main(run_argv(url, write_devices(tmp_path, fleet), out, *extra))
+        code = cli.main(
+            run_argv(url, write_device_list(tmp_path / "devices.csv", fleet), out, *extra)
+        )
     err = capsys.readouterr().err
     assert code == 3
     assert "SignatureDoesNotMatch" in err
@@ -122,7 +122,14 @@ def test_summary_prints_the_run(
     fleet = tiny_fleet(3)
     out = tmp_path / "out"
     with emulator_url(fleet, credentials={KEY_ID: SECRET}, quotas=UNLIMITED) as (url, _):
-        assert cli.main(run_argv(url, write_devices(tmp_path, fleet), out, "--qps", "1000")) == 0
+        assert (
+            cli.main(
+                run_argv(
+                    url, write_device_list(tmp_path / "devices.csv", fleet), out, "--qps", "1000"
+                )
+            )
+            == 0
+        )
     run_dir = out / (out / "LATEST").read_text(encoding="utf-8").strip()
     capsys.readouterr()
     assert cli.main(["summary", str(run_dir)]) == 0
@@ -165,7 +172,9 @@ def test_unknown_firmware_target_is_a_configuration_error(
     policy = write_policy(tmp_path, firmware_id="F404")
     out = tmp_path / "out"
     with emulator_url(fleet, credentials={KEY_ID: SECRET}, quotas=UNLIMITED) as (url, app):
-        argv = run_argv(url, write_devices(tmp_path, fleet), out, "--policy", str(policy))
+        argv = run_argv(
+            url, write_device_list(tmp_path / "devices.csv", fleet), out, "--policy", str(policy)
+        )
         code = cli.main(argv)
         device_calls = app[STATS_KEY].served["ListOTAModuleVersionsByDevice"]
     assert code == 2
@@ -185,7 +194,7 @@ def test_unreachable_endpoint_stops_the_run_after_the_first_device(
     job = tmp_path / "job.toml"
     job.write_text("retry_attempts = 2\n", encoding="utf-8")
     out = tmp_path / "out"
-    devices = write_devices(tmp_path, tiny_fleet(200))
+    devices = write_device_list(tmp_path / "devices.csv", tiny_fleet(200))
     argv = ["run", str(job), *run_argv(f"http://127.0.0.1:{port}/", devices, out)[1:]]
     code = cli.main([*argv, "--concurrency", "2"])
     err = capsys.readouterr().err
@@ -223,7 +232,9 @@ def test_run_without_credentials_in_the_environment_is_a_usage_error(
         monkeypatch.setenv(name, value)
     fleet = tiny_fleet(3)
     with emulator_url(fleet, credentials={KEY_ID: SECRET}, quotas=UNLIMITED) as (url, app):
-        code = cli.main(run_argv(url, write_devices(tmp_path, fleet), tmp_path / "out"))
+        code = cli.main(
+            run_argv(url, write_device_list(tmp_path / "devices.csv", fleet), tmp_path / "out")
+        )
     assert code == 2
     assert named in capsys.readouterr().err
     assert requests_seen(app) == 0

@@ -18,7 +18,6 @@ import pyarrow.parquet as pq
 import pytest
 
 from fleetaudit import cli
-from fleetaudit.api.client import ACTIONS
 from fleetaudit.api.stats import ApiStats
 from fleetaudit.emulator.faults import FaultPlan
 from fleetaudit.emulator.fleet import StaticFleet
@@ -26,6 +25,7 @@ from fleetaudit.progress import LogProgress, TerminalProgress
 
 from helpers import (
     FIXED_NOW,
+    UNLIMITED,
     FakeClock,
     FleetBuilder,
     Samples,
@@ -34,13 +34,13 @@ from helpers import (
     metric_key,
     metric_samples,
     set_env_credentials,
+    write_device_list,
 )
 
 KEY_ID = "ops-key"
 SECRET = "ops-Secret-93ad1e"
 NOW_MS = int(FIXED_NOW * 1000)
 NOW_ISO = "2024-11-19T09:47:43Z"
-UNLIMITED = dict.fromkeys(ACTIONS, 0.0)
 RUN_GLOB = "run_date=*/run_id=*"
 # Anything but a newline: the carriage return and ESC of a redrawn line included.
 _CONTROL = re.compile(r"[\x00-\x09\x0b-\x1f\x7f]")
@@ -66,9 +66,7 @@ def ops_fleet() -> StaticFleet:
 
 def write_inputs(tmp_path: Path, fleet: StaticFleet) -> tuple[Path, Path]:
     """The fleet's device list and a policy targeting 2.0.0 for pk1/default."""
-    devices = tmp_path / "devices.csv"
-    rows = [",".join(row) for row in fleet.iter_device_list()]
-    devices.write_text("\n".join(["product_key,device_name,iot_id", *rows]) + "\n", "utf-8")
+    devices = write_device_list(tmp_path / "devices.csv", fleet)
     policy = tmp_path / "policy.toml"
     policy.write_text(
         '[[targets]]\nproduct_key = "pk1"\nmodule = "default"\nversion = "2.0.0"\n', "utf-8"
