@@ -1,68 +1,14 @@
-"""Shared test fixtures: test credentials, a fake clock, and an emulator served on loopback.
-
-Other test modules import from here directly (`from conftest import FakeClock, emulator_url`):
-
-- `credentials` fixture: a `Credentials` the emulator accepts (`TEST_KEY_ID`/`TEST_SECRET`);
-- `FakeClock`: a callable returning float seconds, moved by `set()`/`advance()`, for
-  `create_app(clock=...)` and anything else that takes a clock;
-- `emulator_url(fleet, **create_app_kwargs)`: a context manager serving
-  `create_app(fleet, credentials={TEST_KEY_ID: TEST_SECRET}, **kwargs)` in a thread and
-  yielding `(base_url, app)`; read counters via `app[STATS_KEY]`;
-- `signed_params(...)`: the common parameters plus `Signature` for one call, and
-  `call_emulator(url, action, params, ...)` to send it, for tests without the real client;
-- `static_fleet()`: a small hand-made fleet (see its docstring).
-"""
+"""Shared fixtures only; helpers that tests import live in `helpers.py`."""
 
 from __future__ import annotations
 
-import contextlib
-import subprocess
-import sys
-import time
-import uuid
-from collections.abc import Iterator, Mapping
-from pathlib import Path
-from typing import Any
+import os
 
-import aiohttp
 import pytest
-from aiohttp import web
 
-from fleetaudit.api.signing import sign
-from fleetaudit.emulator.app import create_app
-from fleetaudit.emulator.fleet import (
-    Fleet,
-    FleetDevice,
-    FleetFirmware,
-    FleetJob,
-    FleetTask,
-    StaticFleet,
-)
-from fleetaudit.emulator.server import serve_in_thread
 from fleetaudit.models import Credentials
 
-TEST_KEY_ID = "testid"
-TEST_SECRET = "testsecret"
-# 2024-11-19T09:47:43Z, the NOTES.md vectors' timestamp.
-FIXED_NOW = 1_732_009_663.0
-
-
-class FakeClock:
-    """A settable clock in float seconds; call it to read the time."""
-
-    def __init__(self, now: float = FIXED_NOW) -> None:
-        self.now = now
-
-    def __call__(self) -> float:
-        return self.now
-
-    def set(self, now: float) -> None:
-        """Jump to `now`."""
-        self.now = now
-
-    def advance(self, seconds: float) -> None:
-        """Move forward by `seconds`."""
-        self.now += seconds
+from helpers import TEST_KEY_ID, TEST_SECRET
 
 
 @pytest.fixture
@@ -71,154 +17,15 @@ def credentials() -> Credentials:
     return Credentials(TEST_KEY_ID, TEST_SECRET)
 
 
-@contextlib.contextmanager
-def emulator_url(fleet: Fleet, **create_app_kwargs: Any) -> Iterator[tuple[str, web.Application]]:
-    """Serve an emulator over `fleet` on loopback; yields (base URL, app)."""
-    create_app_kwargs.setdefault("credentials", {TEST_KEY_ID: TEST_SECRET})
-    app = create_app(fleet, **create_app_kwargs)
-    with serve_in_thread(app) as url:
-        yield url, app
+@pytest.fixture(autouse=True)
+def _clean_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    """No test sees the developer's shell: no `FLEETAUDIT_*` variable, an 80-column terminal.
 
-
-def signed_params(
-    method: str,
-    action: str,
-    params: Mapping[str, str],
-    *,
-    key_id: str = TEST_KEY_ID,
-    secret: str = TEST_SECRET,
-    now: float = FIXED_NOW,
-    nonce: str | None = None,
-) -> dict[str, str]:
-    """Every parameter of one call, common ones included, signed for `method`."""
-    full = {
-        "Action": action,
-        "Version": "2018-01-20",
-        "Format": "JSON",
-        "AccessKeyId": key_id,
-        "SignatureMethod": "HMAC-SHA1",
-        "SignatureVersion": "1.0",
-        "SignatureNonce": nonce or uuid.uuid4().hex,
-        "Timestamp": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(now)),
-        **params,
-    }
-    full["Signature"] = sign(method, full, secret)
-    return full
-
-
-async def call_emulator(
-    url: str,
-    action: str,
-    params: Mapping[str, str],
-    *,
-    method: str = "POST",
-    form: bool = False,
-    **sign_kwargs: Any,
-) -> tuple[int, Mapping[str, str], bytes]:
-    """One signed call on a fresh connection: (HTTP status, headers, raw body).
-
-    With `form=True` the parameters go in a form body, else in the query string.
+    Tests that need credentials in the environment set them (`helpers.set_env_credentials`);
+    `COLUMNS`/`LINES` are pinned rather than removed because without them the progress line
+    would take the width of whatever terminal runs pytest.
     """
-    full = signed_params(method, action, params, **sign_kwargs)
-    connector = aiohttp.TCPConnector(force_close=True)
-    async with aiohttp.ClientSession(connector=connector) as session:
-        if form:
-            request = session.request(method, url, data=full)
-        else:
-            request = session.request(method, url, params=full)
-        async with request as response:
-            return response.status, dict(response.headers), await response.read()
-
-
-def static_fleet() -> StaticFleet:
-    """A hand-made fleet: product `pk1`, devices d1 (3 tasks), d2 and big (250 modules)."""
-    day = 86_400_000
-    now = int(FIXED_NOW * 1000)
-    devices = [
-        FleetDevice("pk1", "d1", "iot-d1", {"default": "1.0.0", "ble": "2.0.0"}),
-        FleetDevice("pk1", "d2", "iot-d2", {"default": "1.1.0"}),
-        FleetDevice("pk1", "big", "iot-big", {f"m{i:03d}": "1.0" for i in range(250)}),
-    ]
-
-    def task(
-        task_id: str, device: str, status: str, job: str = "J1", module: str = "default"
-    ) -> FleetTask:
-        return FleetTask(
-            task_id,
-            job,
-            "F1",
-            "pk1",
-            device,
-            module,
-            "1.0.0",
-            "1.1.0",
-            status,
-            now - 3 * day,
-            now - day,
-            "Plug",
-        )
-
-    tasks = [
-        task("T1", "d1", "QUEUED"),
-        task("T2", "d1", "IN_PROGRESS", module="ble"),
-        task("T3", "d1", "SUCCEEDED"),
-        task("T4", "d2", "CONFIRM", job="J2"),
-    ]
-    firmware = [
-        FleetFirmware(
-            "F1",
-            "plug-1.1.0",
-            "pk1",
-            "Plug",
-            "default",
-            "",
-            "1.1.0",
-            1,
-            0,
-            "MD5",
-            "abc",
-            1024,
-            100,
-            "https://ota.example.com/fw/F1.bin?Expires=1&Signature=s3cr3t",
-            now - 9 * day,
-            now - 8 * day,
-        )
-    ]
-    jobs = [
-        FleetJob("J1", "F1", "pk1", "IN_PROGRESS", "UPGRADE_FIRMWARE", "SPECIFIC", "STATIC",
-                 now - 5 * day, now - 4 * day),
-        FleetJob("J2", "F1", "pk1", "COMPLETED", "UPGRADE_FIRMWARE", "ALL", "DYNAMIC",
-                 now - 5 * day, now - 4 * day),
-    ]  # fmt: skip
-    return StaticFleet(devices, tasks, firmware, jobs, missing_devices=[("pk1", "ghost", "")])
-
-
-# Takes the lock, says so on stdout, and holds it until its stdin closes.
-_HOLDER = """
-import sys
-from pathlib import Path
-from fleetaudit.lock import run_lock
-with run_lock(Path(sys.argv[1])):
-    print("locked", flush=True)
-    sys.stdin.read()
-"""
-
-
-@contextlib.contextmanager
-def lock_held_elsewhere(out: Path) -> Iterator[int]:
-    """A child process holding the lock on `out`; yields its pid, releases on exit."""
-    child = subprocess.Popen(
-        [sys.executable, "-c", _HOLDER, str(out)],
-        stdin=subprocess.PIPE,
-        stdout=subprocess.PIPE,
-        text=True,
-    )
-    assert child.stdin is not None
-    assert child.stdout is not None
-    try:
-        assert child.stdout.readline() == "locked\n"  # readiness line: no sleeping
-        yield child.pid
-    finally:
-        child.stdin.close()
-        assert child.wait(timeout=30) == 0
-        child.stdout.close()
+    for name in [name for name in os.environ if name.startswith("FLEETAUDIT_")]:
+        monkeypatch.delenv(name)
+    monkeypatch.setenv("COLUMNS", "80")
+    monkeypatch.setenv("LINES", "24")

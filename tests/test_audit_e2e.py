@@ -18,18 +18,26 @@ import duckdb
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
-from conftest import FIXED_NOW, emulator_url
 
 from fleetaudit import cli
 from fleetaudit.api.protocol import ACTIONS
 from fleetaudit.config import Settings
 from fleetaudit.emulator.app import STATS_KEY
 from fleetaudit.emulator.faults import FaultPlan
-from fleetaudit.emulator.fleet import FleetDevice, FleetFirmware, FleetJob, FleetTask, StaticFleet
+from fleetaudit.emulator.fleet import StaticFleet
 from fleetaudit.models import Credentials
 from fleetaudit.pipeline import RunOutcome, run_audit
 from fleetaudit.policy import Policy
 from fleetaudit.report.schema import TABLES
+
+from helpers import (
+    FIXED_NOW,
+    UNLIMITED,
+    FleetBuilder,
+    emulator_url,
+    set_env_credentials,
+    write_device_list,
+)
 
 KEY_ID = "e2e-key"
 SECRET = "e2e-Secret-7f3a9c"
@@ -39,7 +47,6 @@ HOUR = 3_600_000
 DAY = 24 * HOUR
 # The presigned part of every firmware URL in the fleet: it must never reach a report.
 URL_QUERY_MARKER = "PRESIGNEDe2eSIG"
-UNLIMITED = dict.fromkeys(ACTIONS, 0.0)
 FINDINGS_GLOB = "run_date=*/run_id=*/findings.parquet"
 
 POLICY_TOML = """\
@@ -106,27 +113,28 @@ UNFINISHED_TASK_IDS = {f"S{i}" for i in range(1, 13)}
 TERMINAL_TASK_IDS = {"S13", "S14", "S15"}
 
 
-def _firmware(firmware_id: str, product_key: str, status: int, src: str = "") -> FleetFirmware:
+def _firmware(
+    fleet: FleetBuilder, firmware_id: str, product_key: str, status: int, src: str = ""
+) -> None:
     url = (
         f"https://ota.example.com/fw/{firmware_id}.bin?Expires=1732013263"
         f"&OSSAccessKeyId=LTAIe2e&Signature={URL_QUERY_MARKER}%3D"
     )
-    dest = "2.0.0" if product_key == "pk1" else "1.1.0"
-    return FleetFirmware(
-        firmware_id, f"fw-{firmware_id}", product_key, "", "default", src, dest, status,
-        1 if src else 0, "MD5", "d41d8cd98f00b204e9800998ecf8427e", 1024, 100, url,
-        NOW_MS - 30 * DAY, NOW_MS - 29 * DAY,
+    fleet.firmware(
+        firmware_id, name=f"fw-{firmware_id}", product_key=product_key, status=status, src=src,
+        dest="2.0.0" if product_key == "pk1" else "1.1.0", type=1 if src else 0,
+        sign="d41d8cd98f00b204e9800998ecf8427e", url=url,
+        created_ms=NOW_MS - 30 * DAY, modified_ms=NOW_MS - 29 * DAY,
     )  # fmt: skip
 
 
-def _job(job_id: str, firmware_id: str, status: str) -> FleetJob:
-    return FleetJob(
-        job_id, firmware_id, "pk3", status, "UPGRADE_FIRMWARE", "SPECIFIC", "STATIC",
-        NOW_MS - 20 * DAY, NOW_MS - 19 * DAY,
-    )  # fmt: skip
+def _job(fleet: FleetBuilder, job_id: str, firmware_id: str, status: str) -> None:
+    fleet.job(job_id, firmware_id, status, created_ms=NOW_MS - 20 * DAY,
+              modified_ms=NOW_MS - 19 * DAY)  # fmt: skip
 
 
 def _task(
+    fleet: FleetBuilder,
     task_id: str,
     device: str,
     status: str,
@@ -136,84 +144,68 @@ def _task(
     *,
     module: str = "default",
     src: str = "",
-) -> FleetTask:
+) -> None:
     modified = NOW_MS - age_ms
-    return FleetTask(
-        task_id, job_id, firmware_id, "pk3", device, module, src, "1.1.0", status,
-        modified - HOUR, modified,
+    fleet.task(
+        task_id, device, status, job=job_id, firmware=firmware_id, module=module, src=src,
+        created_ms=modified - HOUR, modified_ms=modified,
     )  # fmt: skip
 
 
 def scenario_fleet() -> StaticFleet:
     """Every finding type, plus the cases that must make none (see EXPECTED_FINDINGS)."""
+    fleet = FleetBuilder(product_key="pk3", now_ms=NOW_MS)
     filler = {f"m{i:03d}": "1.0" for i in range(220)}
-    devices = [
-        FleetDevice("pk1", "ok1", "iot-ok1", {"default": "2.0.0", "ble": "3.0.0"}),
-        FleetDevice("pk1", "drift1", "iot-drift1", {"default": "1.0.0", "ble": "3.0.0"}),
-        FleetDevice("pk1", "drift2", "iot-drift2", {"default": "2.0.0", "ble": "2.9.0"}),
-        FleetDevice("pk1", "noble", "iot-noble", {"default": "2.0.0"}),
-        FleetDevice("pk1", "big", "iot-big", {**filler, "default": "1.9.0", "ble": "3.0.0"}),
-        FleetDevice("pk2", "tie-a", "iot-tie-a", {"default": "1.2.0"}),
-        FleetDevice("pk2", "tie-b", "iot-tie-b", {"default": "1.10.0"}),
-        FleetDevice("pk2", "tie-c", "iot-tie-c", {"default": "1.9.0"}),
-    ]
+    for name, modules in [
+        ("ok1", {"default": "2.0.0", "ble": "3.0.0"}),
+        ("drift1", {"default": "1.0.0", "ble": "3.0.0"}),
+        ("drift2", {"default": "2.0.0", "ble": "2.9.0"}),
+        ("noble", {"default": "2.0.0"}),
+        ("big", {**filler, "default": "1.9.0", "ble": "3.0.0"}),
+    ]:
+        fleet.device(name, modules, product_key="pk1")
+    for name, version in [("tie-a", "1.2.0"), ("tie-b", "1.10.0"), ("tie-c", "1.9.0")]:
+        fleet.device(name, {"default": version}, product_key="pk2")
     pk3 = ["fresh", "stalled", "srcmm", "orphan1", "orphan2", "unver0", "unver3", "dups", "term"]
     wifi = {"fresh", "stalled"}
     for name in pk3:
-        modules = {"default": "1.0.0", **({"wifi": "1.0.0"} if name in wifi else {})}
-        devices.append(FleetDevice("pk3", name, f"iot-{name}", modules))
-    devices.append(FleetDevice("pk3", "applied", "iot-applied", {"default": "1.1.0"}))
-    tasks = [
-        _task("S1", "fresh", "QUEUED", "G1", "K1", HOUR),  # 1h < 24h: not stalled
-        _task("S2", "fresh", "IN_PROGRESS", "G1", "K1", 5 * HOUR, module="wifi"),  # 5h < 6h
-        _task("S3", "stalled", "QUEUED", "G1", "K1", 2 * DAY),
-        _task("S4", "stalled", "CONFIRM", "G1", "K1", 8 * DAY, module="wifi"),
-        _task("S5", "srcmm", "NOTIFIED", "GD", "KD", HOUR, src="0.9.0"),
-        _task("S6", "applied", "QUEUED", "G1", "K1", HOUR),
-        _task("S7", "orphan1", "QUEUED", "G1", "KC", HOUR),
-        _task("S8", "orphan2", "CONFIRM", "G1", "KX", HOUR),
-        _task("S9", "unver0", "QUEUED", "G0", "K0", HOUR),
-        _task("S10", "unver3", "QUEUED", "G3", "K3", HOUR),
-        _task("S11", "dups", "QUEUED", "G1", "K1", HOUR),
-        _task("S12", "dups", "NOTIFIED", "G1", "K1", 2 * HOUR),
-        # Terminal tasks that would trip every rule if they were looked at.
-        _task("S13", "term", "SUCCEEDED", "G3", "KC", 30 * DAY),
-        _task("S14", "term", "FAILED", "G0", "KX", 30 * DAY, src="0.5.0"),
-        _task("S15", "term", "CANCELED", "G3", "K3", 30 * DAY),
-    ]
-    firmware = [
-        _firmware("F1", "pk1", 1),
-        _firmware("G1", "pk3", 1),
-        _firmware("G0", "pk3", 0),
-        _firmware("G3", "pk3", 3),
-        _firmware("GD", "pk3", 1, src="0.9.0"),
-    ]
-    jobs = [
-        _job("K1", "G1", "IN_PROGRESS"),
-        _job("KC", "G1", "COMPLETED"),
-        _job("KX", "G1", "CANCELED"),
-        _job("K0", "G0", "IN_PROGRESS"),
-        _job("K3", "G3", "IN_PROGRESS"),
-        _job("KD", "GD", "IN_PROGRESS"),
-    ]
-    return StaticFleet(devices, tasks, firmware, jobs, missing_devices=[("pk1", "ghost", "")])
-
-
-def write_device_list(path: Path, fleet: StaticFleet, duplicates: int = 0) -> Path:
-    """The fleet's device list as CSV, with its first `duplicates` rows listed twice."""
-    rows = list(fleet.iter_device_list())
-    rows += rows[:duplicates]
-    lines = ["product_key,device_name,iot_id", *(",".join(row) for row in rows)]
-    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
-    return path
+        fleet.device(name, {"default": "1.0.0", **({"wifi": "1.0.0"} if name in wifi else {})})
+    fleet.device("applied", {"default": "1.1.0"})
+    _task(fleet, "S1", "fresh", "QUEUED", "G1", "K1", HOUR)  # 1h < 24h: not stalled
+    _task(fleet, "S2", "fresh", "IN_PROGRESS", "G1", "K1", 5 * HOUR, module="wifi")  # 5h < 6h
+    _task(fleet, "S3", "stalled", "QUEUED", "G1", "K1", 2 * DAY)
+    _task(fleet, "S4", "stalled", "CONFIRM", "G1", "K1", 8 * DAY, module="wifi")
+    _task(fleet, "S5", "srcmm", "NOTIFIED", "GD", "KD", HOUR, src="0.9.0")
+    _task(fleet, "S6", "applied", "QUEUED", "G1", "K1", HOUR)
+    _task(fleet, "S7", "orphan1", "QUEUED", "G1", "KC", HOUR)
+    _task(fleet, "S8", "orphan2", "CONFIRM", "G1", "KX", HOUR)
+    _task(fleet, "S9", "unver0", "QUEUED", "G0", "K0", HOUR)
+    _task(fleet, "S10", "unver3", "QUEUED", "G3", "K3", HOUR)
+    _task(fleet, "S11", "dups", "QUEUED", "G1", "K1", HOUR)
+    _task(fleet, "S12", "dups", "NOTIFIED", "G1", "K1", 2 * HOUR)
+    # Terminal tasks that would trip every rule if they were looked at.
+    _task(fleet, "S13", "term", "SUCCEEDED", "G3", "KC", 30 * DAY)
+    _task(fleet, "S14", "term", "FAILED", "G0", "KX", 30 * DAY, src="0.5.0")
+    _task(fleet, "S15", "term", "CANCELED", "G3", "K3", 30 * DAY)
+    _firmware(fleet, "F1", "pk1", 1)
+    _firmware(fleet, "G1", "pk3", 1)
+    _firmware(fleet, "G0", "pk3", 0)
+    _firmware(fleet, "G3", "pk3", 3)
+    _firmware(fleet, "GD", "pk3", 1, src="0.9.0")
+    _job(fleet, "K1", "G1", "IN_PROGRESS")
+    _job(fleet, "KC", "G1", "COMPLETED")
+    _job(fleet, "KX", "G1", "CANCELED")
+    _job(fleet, "K0", "G0", "IN_PROGRESS")
+    _job(fleet, "K3", "G3", "IN_PROGRESS")
+    _job(fleet, "KD", "GD", "IN_PROGRESS")
+    return fleet.missing("ghost", product_key="pk1").build()
 
 
 def run_cli(
     tmp_path: Path, url: str, monkeypatch: pytest.MonkeyPatch, *, verbose: bool = False
 ) -> tuple[int, Path]:
     """`fleetaudit run` over the scenario's device list and policy; (exit code, OUT)."""
-    monkeypatch.setenv("FLEETAUDIT_ACCESS_KEY_ID", KEY_ID)
-    monkeypatch.setenv("FLEETAUDIT_ACCESS_KEY_SECRET", SECRET)
+    set_env_credentials(monkeypatch, KEY_ID, SECRET)
     devices = write_device_list(tmp_path / "devices.csv", scenario_fleet(), duplicates=3)
     policy = tmp_path / "policy.toml"
     policy.write_text(POLICY_TOML, encoding="utf-8")
@@ -393,13 +385,13 @@ def test_no_secret_in_any_output(
 
 def small_fleet(size: int) -> StaticFleet:
     """`size` devices of one product, each with two modules and one unfinished task."""
-    devices = [
-        FleetDevice("pk3", f"d{i:02d}", f"iot-d{i:02d}", {"default": "1.0.0", "wifi": "1.0.0"})
-        for i in range(size)
-    ]
-    tasks = [_task(f"T{i}", f"d{i:02d}", "QUEUED", "G1", "K1", HOUR) for i in range(size)]
-    jobs = [_job("K1", "G1", "IN_PROGRESS")]
-    return StaticFleet(devices, tasks, [_firmware("G1", "pk3", 1)], jobs)
+    fleet = FleetBuilder(product_key="pk3", now_ms=NOW_MS)
+    for i in range(size):
+        fleet.device(f"d{i:02d}", {"default": "1.0.0", "wifi": "1.0.0"})
+        _task(fleet, f"T{i}", f"d{i:02d}", "QUEUED", "G1", "K1", HOUR)
+    _firmware(fleet, "G1", "pk3", 1)
+    _job(fleet, "K1", "G1", "IN_PROGRESS")
+    return fleet.build()
 
 
 def settings_for(

@@ -2,43 +2,43 @@
 
 from __future__ import annotations
 
+import importlib.metadata
 import re
 import socket
+import subprocess
+import sys
+import tomllib
 from pathlib import Path
 
 import pytest
 from aiohttp import web
-from conftest import FIXED_NOW, emulator_url
 
 from fleetaudit import cli
-from fleetaudit.api.client import ACTIONS
 from fleetaudit.emulator.app import STATS_KEY
-from fleetaudit.emulator.fleet import FleetDevice, FleetFirmware, StaticFleet
+from fleetaudit.emulator.fleet import StaticFleet
+
+from helpers import (
+    FIXED_NOW,
+    UNLIMITED,
+    FleetBuilder,
+    emulator_url,
+    set_env_credentials,
+    write_device_list,
+)
 
 KEY_ID = "cli-key"
 SECRET = "cli-Secret-51be07"
 NOW_MS = int(FIXED_NOW * 1000)
-UNLIMITED = dict.fromkeys(ACTIONS, 0.0)
 REPORTS_MD = Path(__file__).resolve().parents[1] / "docs" / "REPORTS.md"
+PYPROJECT = Path(__file__).resolve().parents[1] / "pyproject.toml"
 
 
 def tiny_fleet(size: int = 30) -> StaticFleet:
     """`size` devices of product pk1 on version 1.0.0, and firmware F1 (2.0.0)."""
-    devices = [
-        FleetDevice("pk1", f"d{i:02d}", f"iot-d{i:02d}", {"default": "1.0.0"}) for i in range(size)
-    ]
-    firmware = FleetFirmware(
-        "F1", "fw", "pk1", "", "default", "", "2.0.0", 1, 0, "MD5", "abc", 1, 100,
-        "https://ota.example.com/fw/F1.bin", NOW_MS, NOW_MS,
-    )  # fmt: skip
-    return StaticFleet(devices, firmware=[firmware])
-
-
-def write_devices(tmp_path: Path, fleet: StaticFleet) -> Path:
-    path = tmp_path / "devices.csv"
-    rows = [",".join(row) for row in fleet.iter_device_list()]
-    path.write_text("\n".join(["product_key,device_name,iot_id", *rows]) + "\n", encoding="utf-8")
-    return path
+    fleet = FleetBuilder().firmware(name="fw", dest="2.0.0", size=1)
+    for i in range(size):
+        fleet.device(f"d{i:02d}", {"default": "1.0.0"})
+    return fleet.build()
 
 
 def write_policy(tmp_path: Path, firmware_id: str = "F1") -> Path:
@@ -62,8 +62,7 @@ def requests_seen(app: web.Application) -> int:
 
 
 def set_credentials(monkeypatch: pytest.MonkeyPatch, secret: str = SECRET) -> None:
-    monkeypatch.setenv("FLEETAUDIT_ACCESS_KEY_ID", KEY_ID)
-    monkeypatch.setenv("FLEETAUDIT_ACCESS_KEY_SECRET", secret)
+    set_env_credentials(monkeypatch, KEY_ID, secret)
 
 
 @pytest.mark.parametrize(("with_policy", "most"), [(True, 1), (False, 8)])
@@ -82,7 +81,9 @@ def test_wrong_secret_stops_at_once(
     if with_policy:
         extra += ["--policy", str(write_policy(tmp_path))]
     with emulator_url(fleet, credentials={KEY_ID: SECRET}, quotas=UNLIMITED) as (url, app):
-        code = cli.main(run_argv(url, write_devices(tmp_path, fleet), out, *extra))
+        code = cli.main(
+            run_argv(url, write_device_list(tmp_path / "devices.csv", fleet), out, *extra)
+        )
     err = capsys.readouterr().err
     assert code == 3
     assert "SignatureDoesNotMatch" in err
@@ -121,7 +122,14 @@ def test_summary_prints_the_run(
     fleet = tiny_fleet(3)
     out = tmp_path / "out"
     with emulator_url(fleet, credentials={KEY_ID: SECRET}, quotas=UNLIMITED) as (url, _):
-        assert cli.main(run_argv(url, write_devices(tmp_path, fleet), out, "--qps", "1000")) == 0
+        assert (
+            cli.main(
+                run_argv(
+                    url, write_device_list(tmp_path / "devices.csv", fleet), out, "--qps", "1000"
+                )
+            )
+            == 0
+        )
     run_dir = out / (out / "LATEST").read_text(encoding="utf-8").strip()
     capsys.readouterr()
     assert cli.main(["summary", str(run_dir)]) == 0
@@ -164,7 +172,9 @@ def test_unknown_firmware_target_is_a_configuration_error(
     policy = write_policy(tmp_path, firmware_id="F404")
     out = tmp_path / "out"
     with emulator_url(fleet, credentials={KEY_ID: SECRET}, quotas=UNLIMITED) as (url, app):
-        argv = run_argv(url, write_devices(tmp_path, fleet), out, "--policy", str(policy))
+        argv = run_argv(
+            url, write_device_list(tmp_path / "devices.csv", fleet), out, "--policy", str(policy)
+        )
         code = cli.main(argv)
         device_calls = app[STATS_KEY].served["ListOTAModuleVersionsByDevice"]
     assert code == 2
@@ -184,10 +194,47 @@ def test_unreachable_endpoint_stops_the_run_after_the_first_device(
     job = tmp_path / "job.toml"
     job.write_text("retry_attempts = 2\n", encoding="utf-8")
     out = tmp_path / "out"
-    devices = write_devices(tmp_path, tiny_fleet(200))
+    devices = write_device_list(tmp_path / "devices.csv", tiny_fleet(200))
     argv = ["run", str(job), *run_argv(f"http://127.0.0.1:{port}/", devices, out)[1:]]
     code = cli.main([*argv, "--concurrency", "2"])
     err = capsys.readouterr().err
     assert code == 4
     assert f"no answer from http://127.0.0.1:{port}/ (ConnectionError)" in err
     assert [p.name for p in out.rglob("*") if p.is_file()] == [".lock"]
+
+
+def test_version_flag_prints_the_installed_distribution_version() -> None:
+    """`fleetaudit --version` prints the version pyproject.toml gave the installed distribution."""
+    script = Path(sys.executable).with_name("fleetaudit")
+    done = subprocess.run([script, "--version"], check=True, capture_output=True, text=True)
+    installed = importlib.metadata.version("fleetaudit")
+    declared = tomllib.loads(PYPROJECT.read_text(encoding="utf-8"))["project"]["version"]
+    assert (done.stdout, installed) == (f"fleetaudit {declared}\n", declared)
+
+
+@pytest.mark.parametrize(
+    ("present", "named"),
+    [
+        ({}, "FLEETAUDIT_ACCESS_KEY_ID and FLEETAUDIT_ACCESS_KEY_SECRET"),
+        ({"FLEETAUDIT_ACCESS_KEY_ID": KEY_ID}, "set FLEETAUDIT_ACCESS_KEY_SECRET in"),
+        ({"FLEETAUDIT_ACCESS_KEY_SECRET": SECRET}, "set FLEETAUDIT_ACCESS_KEY_ID in"),
+    ],
+)
+def test_run_without_credentials_in_the_environment_is_a_usage_error(
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    present: dict[str, str],
+    named: str,
+) -> None:
+    """`run` lacking the key id or secret in the environment exits 2 naming it, calling nothing."""
+    for name, value in present.items():
+        monkeypatch.setenv(name, value)
+    fleet = tiny_fleet(3)
+    with emulator_url(fleet, credentials={KEY_ID: SECRET}, quotas=UNLIMITED) as (url, app):
+        code = cli.main(
+            run_argv(url, write_device_list(tmp_path / "devices.csv", fleet), tmp_path / "out")
+        )
+    assert code == 2
+    assert named in capsys.readouterr().err
+    assert requests_seen(app) == 0

@@ -10,7 +10,6 @@ from typing import Any
 
 import pytest
 from aiohttp import web
-from conftest import FIXED_NOW, TEST_KEY_ID, FakeClock, emulator_url, static_fleet
 
 from fleetaudit.api.client import (
     ACTIONS,
@@ -23,6 +22,8 @@ from fleetaudit.emulator.app import STATS_KEY
 from fleetaudit.emulator.faults import FaultPlan
 from fleetaudit.errors import AuthError, CallFailed
 from fleetaudit.models import Credentials, Device
+
+from helpers import FIXED_NOW, TEST_KEY_ID, FakeClock, emulator_url, static_fleet
 
 FAST = dict.fromkeys(ACTIONS, 1000.0)  # pacing out of the way where not tested
 D1 = Device("pk1", "d1", "iot-d1")

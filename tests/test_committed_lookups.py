@@ -5,8 +5,6 @@ from __future__ import annotations
 from dataclasses import replace
 from pathlib import Path
 
-from conftest import FIXED_NOW, TEST_KEY_ID, TEST_SECRET, emulator_url
-
 from fleetaudit.api.client import ACTIONS, ClientSettings, open_client
 from fleetaudit.collect import Fetched, Lookups
 from fleetaudit.emulator.app import STATS_KEY
@@ -21,6 +19,8 @@ from fleetaudit.models import CallFailure, Credentials, Device, Firmware, Task
 from fleetaudit.report.resume import committed_lookups
 from fleetaudit.report.staging import RunStaging
 from fleetaudit.terms import Action, Table
+
+from helpers import FIXED_NOW, TEST_KEY_ID, TEST_SECRET, emulator_url
 
 RUN_ID = "20241119T094743Z-00abcd"
 NOW_MS = int(FIXED_NOW * 1000)

@@ -158,15 +158,6 @@ def test_csv_errors_name_line_and_column(
     assert "devices.csv" in str(caught.value)
 
 
-def test_csv_non_utf8_names_its_line(tmp_path: Path) -> None:
-    """A byte that is not UTF-8 is reported on its own line."""
-    path = tmp_path / "devices.csv"
-    path.write_bytes(b"product_key,device_name\npk,a\npk,caf\xe9\n")
-    with pytest.raises(InputError, match="not valid UTF-8") as caught:
-        validate_device_list(path)
-    assert caught.value.line == 3
-
-
 @pytest.mark.parametrize(
     ("text", "line", "column", "problem"),
     [
@@ -188,13 +179,20 @@ def test_jsonl_errors_name_line_and_column(
     assert (caught.value.line, caught.value.column) == (line, column)
 
 
-def test_jsonl_non_utf8_names_its_line(tmp_path: Path) -> None:
-    """A JSONL line that is not UTF-8 is reported with its line number."""
-    path = tmp_path / "devices.jsonl"
-    path.write_bytes(b'{"product_key":"pk","device_name":"a"}\n{"product_key":"\xff"}\n')
+@pytest.mark.parametrize(
+    ("name", "data", "line"),
+    [
+        ("devices.csv", b"product_key,device_name\npk,a\npk,caf\xe9\n", 3),
+        ("devices.jsonl", b'{"product_key":"pk","device_name":"a"}\n{"product_key":"\xff"}\n', 2),
+    ],
+)
+def test_non_utf8_names_its_line(tmp_path: Path, name: str, data: bytes, line: int) -> None:
+    """A CSV or JSONL line that is not UTF-8 is reported with its line number."""
+    path = tmp_path / name
+    path.write_bytes(data)
     with pytest.raises(InputError, match="not valid UTF-8") as caught:
         validate_device_list(path)
-    assert caught.value.line == 2
+    assert caught.value.line == line
 
 
 @pytest.mark.parametrize(

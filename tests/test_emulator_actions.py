@@ -8,9 +8,10 @@ from typing import Any
 import orjson
 import pytest
 from aiohttp import web
-from conftest import FIXED_NOW, FakeClock, call_emulator, emulator_url, static_fleet
 
 from fleetaudit.emulator.app import FLEET_KEY, STATS_KEY
+
+from helpers import FIXED_NOW, FakeClock, call_emulator, emulator_url, static_fleet
 
 ALL_UNFINISHED = {
     f"TaskStatusList.{i}": s

@@ -7,10 +7,11 @@ import random
 import aiohttp
 import orjson
 import pytest
-from conftest import FakeClock, call_emulator, emulator_url, static_fleet
 
 from fleetaudit.emulator.app import STATS_KEY
 from fleetaudit.emulator.faults import FaultPlan, pick_fault
+
+from helpers import FakeClock, call_emulator, emulator_url, static_fleet
 
 FIRMWARE = {"FirmwareId": "F1"}
 

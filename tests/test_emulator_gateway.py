@@ -8,7 +8,10 @@ import aiohttp
 import orjson
 import pytest
 from aiohttp import web
-from conftest import (
+
+from fleetaudit.emulator.app import STATS_KEY
+
+from helpers import (
     FIXED_NOW,
     FakeClock,
     call_emulator,
@@ -16,8 +19,6 @@ from conftest import (
     signed_params,
     static_fleet,
 )
-
-from fleetaudit.emulator.app import STATS_KEY
 
 FIRMWARE = {"FirmwareId": "F1"}
 

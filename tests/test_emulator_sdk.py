@@ -13,7 +13,8 @@ import pytest
 from aliyunsdkcore.acs_exception.exceptions import ServerException
 from aliyunsdkcore.client import AcsClient
 from aliyunsdkcore.request import CommonRequest
-from conftest import TEST_KEY_ID, TEST_SECRET, emulator_url, static_fleet
+
+from helpers import TEST_KEY_ID, TEST_SECRET, emulator_url, static_fleet
 
 
 @pytest.fixture

@@ -15,6 +15,7 @@ from fleetaudit.audit.findings import (
 from fleetaudit.audit.majority import VersionCounts, majority_drift_findings
 from fleetaudit.models import Device, Finding, Firmware, Job, ModuleVersion, Task
 from fleetaudit.policy import Policy, Target
+from fleetaudit.terms import FindingType, Severity
 
 NOW = 1_732_009_663_000
 HOUR = 3600
@@ -29,9 +30,23 @@ POLICY = Policy(
 
 def firmware(firmware_id: str, *, status: int | None = 1, dest: str | None = "3.0") -> Firmware:
     return Firmware(
-        firmware_id, None, "pk", None, None, None, dest, status, 0, None, None, None, None, None,
-        None, None,
-    )  # fmt: skip
+        firmware_id,
+        None,
+        "pk",
+        None,
+        None,
+        None,
+        dest,
+        status,
+        0,
+        None,
+        None,
+        None,
+        None,
+        None,
+        None,
+        None,
+    )
 
 
 def job(job_id: str, status: str, firmware_id: str = "fw1") -> Job:
@@ -51,9 +66,20 @@ def task(
 ) -> Task:
     modified = None if age_s is None else NOW - age_s * 1000
     return Task(
-        task_id, job_id, firmware_id, "pk", None, "dev-1", "iot-1", module, src, dest, status,
-        modified, modified,
-    )  # fmt: skip
+        task_id,
+        job_id,
+        firmware_id,
+        "pk",
+        None,
+        "dev-1",
+        "iot-1",
+        module,
+        src,
+        dest,
+        status,
+        modified,
+        modified,
+    )
 
 
 FIRMWARE = {"fw1": firmware("fw1"), "fw-target": firmware("fw-target", dest="3.0")}
@@ -179,8 +205,8 @@ def test_stalled_task_columns_and_detail() -> None:
         "stalled_task", {"default": "2.0"}, [task(age_s=3 * 24 * HOUR + 4 * HOUR + 5)]
     )
     assert found == Finding(
-        finding_type="stalled_task",
-        severity="warning",
+        finding_type=FindingType.STALLED_TASK,
+        severity=Severity.WARNING,
         product_key="pk",
         device_name="dev-1",
         iot_id="iot-1",
@@ -320,9 +346,15 @@ def test_device_iot_id_comes_from_the_api_when_the_list_has_none() -> None:
     """Findings carry the iot_id the API reported when the device list had none."""
     rows = [ModuleVersion("pk", "dev-1", "iot-9", "default", "2.0")]
     found = device_findings(
-        DEVICE, rows, [], expected={("pk", "default"): "3.0"}, firmware={}, jobs={},
-        policy=POLICY, now_ms=NOW,
-    )  # fmt: skip
+        DEVICE,
+        rows,
+        [],
+        expected={("pk", "default"): "3.0"},
+        firmware={},
+        jobs={},
+        policy=POLICY,
+        now_ms=NOW,
+    )
     assert {f.iot_id for f in found} == {"iot-9"}
 
 

@@ -53,7 +53,8 @@ def test_rules_see_the_lookups_the_result_carries_and_new_rows_are_written() -> 
     tables = rows.by_table()
     assert tables[Table.FIRMWARE] == [FIRMWARE]
     assert Table.JOBS not in tables
-    assert [e.action for e in tables[Table.ERRORS]] == [Action.LIST_JOBS]
+    assert tables[Table.ERRORS] == rows.errors
+    assert [e.action for e in rows.errors] == [Action.LIST_JOBS]
     assert rows.tasks[0]["age_seconds"] == 60
 
 

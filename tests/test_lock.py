@@ -5,10 +5,11 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from conftest import lock_held_elsewhere
 
-from fleetaudit.errors import EXIT_INCOMPLETE, UsageError, exit_code_for
-from fleetaudit.lock import LockHeld, run_lock
+from fleetaudit.errors import EXIT_INCOMPLETE, LockHeld, UsageError, exit_code_for
+from fleetaudit.lock import run_lock
+
+from helpers import lock_held_elsewhere
 
 
 def test_second_run_is_refused_with_the_holders_pid(tmp_path: Path) -> None:

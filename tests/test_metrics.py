@@ -1,50 +1,20 @@
-"""The Prometheus textfile: parsed back by a small exposition-format reader in this file."""
+"""The Prometheus textfile: parsed back by `prometheus_client`'s exposition-format reader."""
 
 from __future__ import annotations
 
-import re
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 import pytest
+from prometheus_client.parser import text_string_to_metric_families
 
 from fleetaudit.metrics import render_metrics, write_metrics
 from fleetaudit.report.manifest import build_manifest
 
+from helpers import Samples, metric_key, metric_samples
+
 START_MS = 1_732_009_663_000
-_SAMPLE = re.compile(r"^(?P<name>[a-zA-Z_:][a-zA-Z0-9_:]*)(?:\{(?P<labels>.*)\})? (?P<value>\S+)$")
-_LABEL = re.compile(r'([a-zA-Z_][a-zA-Z0-9_]*)="((?:[^"\\]|\\.)*)"(?:,|$)')
-
-Samples = dict[tuple[str, frozenset[tuple[str, str]]], float]
-
-
-def _unescape(value: str) -> str:
-    return re.sub(r"\\(.)", lambda m: "\n" if m.group(1) == "n" else m.group(1), value)
-
-
-def parse(text: str) -> tuple[Samples, dict[str, str]]:
-    """Samples keyed by (name, labels) and the TYPE of each metric; fails on a bad line."""
-    samples: Samples = {}
-    types: dict[str, str] = {}
-    for line in text.splitlines():
-        if line.startswith("# TYPE "):
-            _, _, name, kind = line.split(" ")
-            types[name] = kind
-            continue
-        if line.startswith("# HELP "):
-            continue
-        match = _SAMPLE.match(line)
-        assert match, f"not an exposition line: {line!r}"
-        raw = match.group("labels") or ""
-        labels = frozenset((k, _unescape(v)) for k, v in _LABEL.findall(raw))
-        assert match.group("name") in types, f"sample before its TYPE: {line!r}"
-        samples[(match.group("name"), labels)] = float(match.group("value"))
-    return samples, types
-
-
-def _key(name: str, **labels: str) -> tuple[str, frozenset[tuple[str, str]]]:
-    return (name, frozenset(labels.items()))
 
 
 def _manifest(**changes: Any) -> dict[str, Any]:
@@ -70,36 +40,39 @@ def _manifest(**changes: Any) -> dict[str, Any]:
 
 @pytest.fixture
 def samples() -> Samples:
-    return parse(render_metrics(_manifest()))[0]
+    """Every sample of the textfile rendered from a typical complete run's manifest."""
+    return metric_samples(render_metrics(_manifest()))
 
 
 def test_every_metric_is_a_prefixed_gauge_with_help() -> None:
     """Every metric has HELP and TYPE gauge lines and the fleetaudit_ prefix."""
-    text = render_metrics(_manifest())
-    _, types = parse(text)
-    assert types
-    assert all(name.startswith("fleetaudit_") for name in types)
-    assert set(types.values()) == {"gauge"}
-    assert all(f"# HELP {name} " in text for name in types)
+    families = list(text_string_to_metric_families(render_metrics(_manifest())))
+    assert families
+    assert all(family.name.startswith("fleetaudit_") for family in families)
+    assert {family.type for family in families} == {"gauge"}
+    assert all(family.documentation for family in families)
 
 
 def test_run_duration_and_last_success(samples: Samples) -> None:
     """The run's wall time and its finish time as Unix seconds are exported."""
-    assert samples[_key("fleetaudit_run_duration_seconds")] == 90.5
-    assert samples[_key("fleetaudit_last_success_timestamp_seconds")] == (START_MS + 90_500) / 1000
+    assert samples[metric_key("fleetaudit_run_duration_seconds")] == 90.5
+    assert (
+        samples[metric_key("fleetaudit_last_success_timestamp_seconds")]
+        == (START_MS + 90_500) / 1000
+    )
 
 
 def test_devices_by_status(samples: Samples) -> None:
     """Devices are counted per audit status, zero statuses included."""
-    assert samples[_key("fleetaudit_devices", status="ok")] == 97
-    assert samples[_key("fleetaudit_devices", status="error")] == 2
-    assert samples[_key("fleetaudit_devices", status="not_found")] == 1
+    assert samples[metric_key("fleetaudit_devices", status="ok")] == 97
+    assert samples[metric_key("fleetaudit_devices", status="error")] == 2
+    assert samples[metric_key("fleetaudit_devices", status="not_found")] == 1
 
 
 def test_findings_by_type_and_severity(samples: Samples) -> None:
     """Findings are counted per (type, severity)."""
-    assert samples[_key("fleetaudit_findings", type="version_drift", severity="warning")] == 5
-    assert samples[_key("fleetaudit_findings", type="version_drift", severity="info")] == 2
+    assert samples[metric_key("fleetaudit_findings", type="version_drift", severity="warning")] == 5
+    assert samples[metric_key("fleetaudit_findings", type="version_drift", severity="info")] == 2
 
 
 @pytest.mark.parametrize(
@@ -113,33 +86,33 @@ def test_findings_by_type_and_severity(samples: Samples) -> None:
 )
 def test_api_counters_per_action(samples: Samples, metric: str, value: int) -> None:
     """Calls, retries, throttles and failures are exported per action."""
-    assert samples[_key(metric, action="ListOTAModuleVersionsByDevice")] == value
+    assert samples[metric_key(metric, action="ListOTAModuleVersionsByDevice")] == value
 
 
 def test_coverage_and_rows(samples: Samples) -> None:
     """Coverage is the share not in error; rows are per table."""
-    assert samples[_key("fleetaudit_coverage_ratio")] == pytest.approx(0.98)
-    assert samples[_key("fleetaudit_rows", table="findings")] == 7
+    assert samples[metric_key("fleetaudit_coverage_ratio")] == pytest.approx(0.98)
+    assert samples[metric_key("fleetaudit_rows", table="findings")] == 7
 
 
 def test_label_values_are_escaped() -> None:
     """Quotes, backslashes and newlines in a label value survive a round trip."""
     nasty = 'a"b\\c\nd'
-    samples, _ = parse(render_metrics(_manifest(run_id=nasty)))
+    samples = metric_samples(render_metrics(_manifest(run_id=nasty)))
     infos = [labels for name, labels in samples if name == "fleetaudit_run_info"]
     assert dict(infos[0])["run_id"] == nasty
 
 
 def test_incomplete_manifest_has_no_last_success() -> None:
     """Only a complete run sets the last-success timestamp."""
-    samples, _ = parse(render_metrics(_manifest(status="aborted")))
-    assert _key("fleetaudit_last_success_timestamp_seconds") not in samples
+    samples = metric_samples(render_metrics(_manifest(status="aborted")))
+    assert metric_key("fleetaudit_last_success_timestamp_seconds") not in samples
 
 
 def test_exit_code_is_exported_when_given() -> None:
     """The run's exit code (1 when the gate failed) is a metric when the caller passes it."""
-    samples, _ = parse(render_metrics(_manifest(), exit_code=1))
-    assert samples[_key("fleetaudit_run_exit_code")] == 1
+    samples = metric_samples(render_metrics(_manifest(), exit_code=1))
+    assert samples[metric_key("fleetaudit_run_exit_code")] == 1
 
 
 def test_write_metrics_replaces_the_file_whole(tmp_path: Path) -> None:

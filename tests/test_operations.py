@@ -16,20 +16,31 @@ from typing import Any
 import orjson
 import pyarrow.parquet as pq
 import pytest
-from conftest import FIXED_NOW, FakeClock, emulator_url, lock_held_elsewhere
 
 from fleetaudit import cli
-from fleetaudit.api.client import ACTIONS
 from fleetaudit.api.stats import ApiStats
 from fleetaudit.emulator.faults import FaultPlan
-from fleetaudit.emulator.fleet import FleetDevice, FleetTask, StaticFleet
+from fleetaudit.emulator.fleet import StaticFleet
 from fleetaudit.progress import LogProgress, TerminalProgress
+
+from helpers import (
+    FIXED_NOW,
+    UNLIMITED,
+    FakeClock,
+    FleetBuilder,
+    Samples,
+    emulator_url,
+    lock_held_elsewhere,
+    metric_key,
+    metric_samples,
+    set_env_credentials,
+    write_device_list,
+)
 
 KEY_ID = "ops-key"
 SECRET = "ops-Secret-93ad1e"
 NOW_MS = int(FIXED_NOW * 1000)
 NOW_ISO = "2024-11-19T09:47:43Z"
-UNLIMITED = dict.fromkeys(ACTIONS, 0.0)
 RUN_GLOB = "run_date=*/run_id=*"
 # Anything but a newline: the carriage return and ESC of a redrawn line included.
 _CONTROL = re.compile(r"[\x00-\x09\x0b-\x1f\x7f]")
@@ -38,31 +49,24 @@ DRIFTING = ("d03", "d07")
 
 @pytest.fixture(autouse=True)
 def _credentials(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("FLEETAUDIT_ACCESS_KEY_ID", KEY_ID)
-    monkeypatch.setenv("FLEETAUDIT_ACCESS_KEY_SECRET", SECRET)
+    set_env_credentials(monkeypatch, KEY_ID, SECRET)
 
 
 def ops_fleet() -> StaticFleet:
     """10 devices of pk1 on 2.0.0 except d03 and d07 (1.0.0); d05 has one QUEUED task."""
-    devices = [
-        FleetDevice(
-            "pk1", f"d{i:02d}", f"iot-d{i:02d}", {"default": "1.0.0" if f"d{i:02d}" in DRIFTING
-                                                   else "2.0.0"}
-        )
-        for i in range(10)
-    ]  # fmt: skip
-    task = FleetTask(
-        "T1", "", "", "pk1", "d05", "default", "", "3.0.0", "QUEUED",
-        NOW_MS - 3_600_000, NOW_MS - 3_600_000, "Plug",
-    )  # fmt: skip
-    return StaticFleet(devices, [task])
+    fleet = FleetBuilder()
+    for name in (f"d{i:02d}" for i in range(10)):
+        fleet.device(name, {"default": "1.0.0" if name in DRIFTING else "2.0.0"})
+    an_hour_ago = NOW_MS - 3_600_000
+    return fleet.task(
+        "T1", "d05", job="", firmware="", dest="3.0.0", product_name="Plug",
+        created_ms=an_hour_ago, modified_ms=an_hour_ago,
+    ).build()  # fmt: skip
 
 
 def write_inputs(tmp_path: Path, fleet: StaticFleet) -> tuple[Path, Path]:
     """The fleet's device list and a policy targeting 2.0.0 for pk1/default."""
-    devices = tmp_path / "devices.csv"
-    rows = [",".join(row) for row in fleet.iter_device_list()]
-    devices.write_text("\n".join(["product_key,device_name,iot_id", *rows]) + "\n", "utf-8")
+    devices = write_device_list(tmp_path / "devices.csv", fleet)
     policy = tmp_path / "policy.toml"
     policy.write_text(
         '[[targets]]\nproduct_key = "pk1"\nmodule = "default"\nversion = "2.0.0"\n', "utf-8"
@@ -246,31 +250,9 @@ def test_terminal_tick_redraws_with_the_time_gone_by() -> None:
 
 # ---------------------------------------------------------------------------- metrics
 
-_SAMPLE = re.compile(r"^(?P<name>[a-zA-Z_:][a-zA-Z0-9_:]*)(?:\{(?P<labels>.*)\})? (?P<value>\S+)$")
-_LABEL = re.compile(r'([a-zA-Z_][a-zA-Z0-9_]*)="((?:[^"\\]|\\.)*)"(?:,|$)')
-Samples = dict[tuple[str, frozenset[tuple[str, str]]], float]
-
-
-def parse_metrics(text: str) -> Samples:
-    """Samples keyed by (name, labels); fails on a line that is not exposition format."""
-    samples: Samples = {}
-    types: set[str] = set()
-    for line in text.splitlines():
-        if line.startswith("# TYPE "):
-            types.add(line.split(" ")[2])
-            continue
-        if line.startswith("# HELP "):
-            continue
-        match = _SAMPLE.match(line)
-        assert match, f"not an exposition line: {line!r}"
-        assert match.group("name") in types, f"sample before its TYPE: {line!r}"
-        labels = frozenset(_LABEL.findall(match.group("labels") or ""))
-        samples[(match.group("name"), labels)] = float(match.group("value"))
-    return samples
-
 
 def sample(samples: Samples, name: str, **labels: str) -> float:
-    return samples[(f"fleetaudit_{name}", frozenset(labels.items()))]
+    return samples[metric_key(f"fleetaudit_{name}", **labels)]
 
 
 def test_metrics_textfile_describes_the_run(
@@ -282,7 +264,7 @@ def test_metrics_textfile_describes_the_run(
     with emulator(faults=plan) as url:
         code = cli.main(["run", str(write_job(tmp_path, url)), "--metrics", str(metrics)])
     assert code == 0
-    samples = parse_metrics(metrics.read_text(encoding="utf-8"))
+    samples = metric_samples(metrics.read_text(encoding="utf-8"))
     assert sample(samples, "devices", status="ok") == 9
     assert sample(samples, "devices", status="error") == 1
     assert sample(samples, "findings", type="version_drift", severity="warning") == 2

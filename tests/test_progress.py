@@ -7,10 +7,11 @@ import re
 
 import orjson
 import pytest
-from conftest import FakeClock
 
 from fleetaudit.api.stats import ApiStats
 from fleetaudit.progress import LogProgress, TerminalProgress, choose_progress, quota_eta
+
+from helpers import FakeClock
 
 VERSIONS = "ListOTAModuleVersionsByDevice"
 TASKS = "ListOTAUnfinishedTaskByDevice"

@@ -14,7 +14,6 @@ import orjson
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
-from conftest import TEST_KEY_ID, TEST_SECRET, emulator_url
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -23,7 +22,7 @@ from fleetaudit.api.client import DEFAULT_QUOTAS
 from fleetaudit.api.protocol import MAX_CANCEL_DEVICES
 from fleetaudit.emulator.app import STATS_KEY, EmulatorStats
 from fleetaudit.emulator.faults import FaultPlan
-from fleetaudit.emulator.fleet import FleetDevice, FleetFirmware, FleetTask, StaticFleet
+from fleetaudit.emulator.fleet import StaticFleet
 from fleetaudit.errors import AuthError, UsageError
 from fleetaudit.models import CallFailure, Credentials, Task
 from fleetaudit.remediation.apply import cancel_command
@@ -48,6 +47,9 @@ from fleetaudit.remediation.plan import (
 )
 from fleetaudit.remediation.render import format_plan, format_table
 from fleetaudit.report.schema import REMEDIATION_TABLES, rows_to_batch
+from fleetaudit.terms import Action
+
+from helpers import TEST_KEY_ID, TEST_SECRET, FleetBuilder, emulator_url
 
 BATCH = Batch("20250101T000000Z-abcdef", 1_735_689_600_000)
 
@@ -111,7 +113,9 @@ def task(
 
 def failure(code: str = "iot.device.NotExistedDevice") -> CallFailure:
     """A call that failed for good."""
-    return CallFailure("X", "pk1", "dev-1", None, None, code, "no such device", 200, 1, "req-9")
+    return CallFailure(
+        Action.CANCEL_TASKS, "pk1", "dev-1", None, None, code, "no such device", 200, 1, "req-9"
+    )
 
 
 # --- plan ---------------------------------------------------------------------------------
@@ -380,64 +384,46 @@ NOW_MS = 1_735_689_600_000
 DAY_MS = 86_400_000
 
 
-def fleet_task(
-    task_id: str, device: str, status: str, *, fw: str = "fw1", job: str = "job1"
-) -> FleetTask:
+def platform() -> FleetBuilder:
+    """Product pk1 with the two firmware packages the tasks upgrade to (the platform checks)."""
+    fleet = FleetBuilder(now_ms=NOW_MS)
+    for fw in ("fw1", "fw2"):
+        fleet.firmware(
+            fw, product_name="Product", dest="2.0", sign="0" * 32,
+            url=f"https://ota.example.com/{fw}.bin?Signature=x",
+            created_ms=NOW_MS - 30 * DAY_MS, modified_ms=NOW_MS - 30 * DAY_MS,
+        )  # fmt: skip
+    return fleet
+
+
+def stale_task(
+    fleet: FleetBuilder,
+    task_id: str,
+    device: str,
+    status: str,
+    *,
+    fw: str = "fw1",
+    job: str = "job1",
+) -> None:
     """A task on the emulated platform, created nine days and last modified three days ago."""
-    return FleetTask(
-        task_id=task_id,
-        job_id=job,
-        firmware_id=fw,
-        product_key="pk1",
-        device_name=device,
-        module_name="default",
-        src_version="",
-        dest_version="2.0",
-        status=status,
-        utc_create_ms=NOW_MS - 9 * DAY_MS,
-        utc_modified_ms=NOW_MS - 3 * DAY_MS,
-    )
-
-
-def firmware() -> list[FleetFirmware]:
-    """The two firmware packages the tasks upgrade to (the platform checks they exist)."""
-    return [
-        FleetFirmware(
-            firmware_id=fw,
-            firmware_name=fw,
-            product_key="pk1",
-            product_name="Product",
-            module_name="default",
-            src_version="",
-            dest_version="2.0",
-            status=1,
-            type=0,
-            sign_method="MD5",
-            firmware_sign="0" * 32,
-            firmware_size=1024,
-            verify_progress=100,
-            firmware_url=f"https://ota.example.com/{fw}.bin?Signature=x",
-            utc_create_ms=NOW_MS - 30 * DAY_MS,
-            utc_modified_ms=NOW_MS - 30 * DAY_MS,
-        )
-        for fw in ("fw1", "fw2")
-    ]
+    fleet.task(
+        task_id, device, status, job=job, firmware=fw, dest="2.0",
+        created_ms=NOW_MS - 9 * DAY_MS, modified_ms=NOW_MS - 3 * DAY_MS,
+    )  # fmt: skip
 
 
 def make_fleet() -> StaticFleet:
     """Four stale tasks (one IN_PROGRESS) and one fresh task the plan must never touch."""
-    devices = [
-        FleetDevice("pk1", f"dev-{i}", f"iot-dev-{i}", {"default": "1.0"}) for i in range(1, 6)
-    ]
-    tasks = [
-        fleet_task("t-1", "dev-1", "QUEUED"),
-        fleet_task("t-2", "dev-2", "NOTIFIED"),
-        fleet_task("t-3", "dev-3", "IN_PROGRESS"),
-        fleet_task("t-4", "dev-4", "CONFIRM", fw="fw2", job="job2"),
-        fleet_task("t-fresh", "dev-1", "QUEUED", fw="fw2", job="job3"),
-        fleet_task("t-old", "dev-5", "SUCCEEDED"),
-    ]
-    return StaticFleet(devices, tasks, firmware())
+    fleet = platform()
+    for i in range(1, 6):
+        fleet.device(f"dev-{i}", {"default": "1.0"})
+    stale_task(fleet, "t-1", "dev-1", "QUEUED")
+    stale_task(fleet, "t-2", "dev-2", "NOTIFIED")
+    stale_task(fleet, "t-3", "dev-3", "IN_PROGRESS")
+    stale_task(fleet, "t-4", "dev-4", "CONFIRM", fw="fw2", job="job2")
+    stale_task(fleet, "t-fresh", "dev-1", "QUEUED", fw="fw2", job="job3")
+    stale_task(fleet, "t-old", "dev-5", "SUCCEEDED")
+    return fleet.build()
 
 
 def audit_findings() -> list[dict[str, Any]]:
@@ -638,11 +624,10 @@ async def test_apply_without_credentials_is_a_usage_error(tmp_path: Path) -> Non
 async def test_apply_splits_250_devices_into_calls_the_platform_accepts(tmp_path: Path) -> None:
     """250 stale tasks of one job go out as two calls (200 + 50) and all are cancelled."""
     names = [f"bulk-{i:03}" for i in range(250)]
-    fleet = StaticFleet(
-        [FleetDevice("pk1", name, f"iot-{name}") for name in names],
-        [fleet_task(f"t-{name}", name, "QUEUED") for name in names],
-        firmware(),
-    )
+    builder = platform()
+    for name in names:
+        stale_task(builder.device(name), f"t-{name}", name, "QUEUED")
+    fleet = builder.build()
     with emulator(fleet) as (url, stats):
         run = make_run_dir(tmp_path, [finding(name, f"t-{name}") for name in names], url)
         code, _ = await cancel(run, apply=True)

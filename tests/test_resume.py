@@ -20,15 +20,14 @@ import orjson
 import pyarrow.parquet as pq
 import pytest
 from aiohttp import web
-from conftest import emulator_url
 
 from fleetaudit import cli
-from fleetaudit.api.client import ACTIONS
 from fleetaudit.emulator.app import STATS_KEY
-from fleetaudit.emulator.fleet import StaticFleet
 from fleetaudit.emulator.synthetic import SyntheticFleet
 from fleetaudit.report.schema import TABLES
 from fleetaudit.report.staging import STAGING_DIR, RunStaging
+
+from helpers import UNLIMITED, emulator_url, set_env_credentials, write_device_list
 
 KEY_ID = "resume-key"
 SECRET = "resume-Secret-0c41d2"
@@ -37,17 +36,10 @@ SIZE = 400
 COMMIT_EVERY = 20
 CONCURRENCY = 8
 QPS = "150"
-UNLIMITED = dict.fromkeys(ACTIONS, 0.0)
 TASKS_ACTION = "ListOTAUnfinishedTaskByDevice"
 RUN_GLOB = "run_date=*/run_id=*"
 POLL_S = 0.002
 DEADLINE_S = 30.0
-
-
-def write_devices(path: Path, fleet: SyntheticFleet | StaticFleet) -> Path:
-    rows = [",".join(row) for row in fleet.iter_device_list()]
-    path.write_text("\n".join(["product_key,device_name,iot_id", *rows]) + "\n", encoding="utf-8")
-    return path
 
 
 def run_argv(url: str, devices: Path, out: Path, *extra: str) -> list[str]:
@@ -97,8 +89,7 @@ def journal_lines(out: Path) -> int:
 
 def set_credentials(monkeypatch: pytest.MonkeyPatch) -> None:
     """The test key in the environment, for runs started in this process."""
-    monkeypatch.setenv("FLEETAUDIT_ACCESS_KEY_ID", KEY_ID)
-    monkeypatch.setenv("FLEETAUDIT_ACCESS_KEY_SECRET", SECRET)
+    set_env_credentials(monkeypatch, KEY_ID, SECRET)
 
 
 def committed_devices(out: Path) -> int:
@@ -179,7 +170,7 @@ def uninterrupted(
 ) -> tuple[dict[str, list[tuple[object, ...]]], int]:
     """The same fleet audited by one run nobody killed: its tables and its task calls."""
     tmp = tmp_path_factory.mktemp("uninterrupted")
-    devices = write_devices(tmp / "devices.csv", fleet)
+    devices = write_device_list(tmp / "devices.csv", fleet)
     out = tmp / "out"
     with emulator_url(fleet, credentials={KEY_ID: SECRET}, quotas=UNLIMITED) as (url, app):
         finish(start_run(run_argv(url, devices, out)))
@@ -253,7 +244,7 @@ def test_killed_runs_resume_to_the_uninterrupted_result(
 ) -> None:
     """Runs killed with SIGKILL and resumed publish exactly what one unkilled run publishes."""
     expected, expected_calls = uninterrupted
-    devices = write_devices(tmp_path / "devices.csv", fleet)
+    devices = write_device_list(tmp_path / "devices.csv", fleet)
     out = tmp_path / "out"
     with emulator_url(fleet, credentials={KEY_ID: SECRET}, quotas=UNLIMITED) as (url, app):
         argv = run_argv(url, devices, out)
@@ -304,7 +295,7 @@ def test_new_run_removes_only_week_old_staging(
 ) -> None:
     """Without --resume a new run starts; an abandoned run older than a week is removed."""
     fleet = SyntheticFleet(120, seed=3)
-    devices = write_devices(tmp_path / "devices.csv", fleet)
+    devices = write_device_list(tmp_path / "devices.csv", fleet)
     out = tmp_path / "out"
     set_credentials(monkeypatch)
     with emulator_url(fleet, credentials={KEY_ID: SECRET}, quotas=UNLIMITED) as (url, app):
@@ -331,7 +322,7 @@ def test_crash_between_last_commit_and_publish_adds_no_duplicates(
 ) -> None:
     """A run that dies after committing its majority findings resumes without repeating them."""
     expected, _ = uninterrupted
-    devices = write_devices(tmp_path / "devices.csv", fleet)
+    devices = write_device_list(tmp_path / "devices.csv", fleet)
     out = tmp_path / "out"
     set_credentials(monkeypatch)
     # A file where the run's date partition must go makes publishing fail after the last
@@ -350,7 +341,7 @@ def test_resume_after_a_kill_between_publish_and_tidy_up_audits_nothing_again(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, fleet: SyntheticFleet
 ) -> None:
     """A run killed after its rename into place is complete: --resume calls nothing more."""
-    devices = write_devices(tmp_path / "devices.csv", fleet)
+    devices = write_device_list(tmp_path / "devices.csv", fleet)
     out = tmp_path / "out"
     set_credentials(monkeypatch)
     with emulator_url(fleet, credentials={KEY_ID: SECRET}, quotas=UNLIMITED) as (url, app):
@@ -376,7 +367,7 @@ def test_sigterm_commits_what_finished_and_exits_4(
 ) -> None:
     """SIGTERM (systemd stopping the unit) saves finished devices, exits 4, and resumes."""
     expected, _ = uninterrupted
-    devices = write_devices(tmp_path / "devices.csv", fleet)
+    devices = write_device_list(tmp_path / "devices.csv", fleet)
     out = tmp_path / "out"
     with emulator_url(fleet, credentials={KEY_ID: SECRET}, quotas=UNLIMITED) as (url, app):
         child = start_run(run_argv(url, devices, out))

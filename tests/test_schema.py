@@ -28,11 +28,12 @@ from fleetaudit.report.schema import (
     TABLES,
     rows_to_batch,
 )
+from fleetaudit.terms import Action, AuditStatus, FindingType, Severity
 
 T0 = 1_700_000_000_123  # 2023-11-14T22:13:20.123Z
 
 SAMPLES: list[tuple[str, object]] = [
-    ("devices", DeviceAudit("pk", "dev1", "iot1", "ok", 2, 1, None)),
+    ("devices", DeviceAudit("pk", "dev1", "iot1", AuditStatus.OK, 2, 1, None)),
     ("module_versions", ModuleVersion("pk", "dev1", "iot1", "default", "1.0.3")),
     (
         "firmware",
@@ -59,8 +60,8 @@ SAMPLES: list[tuple[str, object]] = [
     (
         "findings",
         Finding(
-            "stalled_task",
-            "warning",
+            FindingType.STALLED_TASK,
+            Severity.WARNING,
             "pk",
             "dev1",
             "iot1",
@@ -75,7 +76,7 @@ SAMPLES: list[tuple[str, object]] = [
             "Task t1 has been QUEUED for 25 hours.",
         ),
     ),
-    ("errors", CallFailure("QueryOTAFirmware", "pk", None, "0167", None, "X", "m", 500, 3, "r")),
+    ("errors", CallFailure(Action.QUERY_FIRMWARE, "pk", None, "0167", None, "X", "m", 500, 3, "r")),
 ]
 
 MODEL_OF_TABLE = {

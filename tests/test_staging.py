@@ -24,6 +24,7 @@ from fleetaudit.report.staging import (
     write_atomic,
     write_table_atomic,
 )
+from fleetaudit.terms import AuditStatus, FindingType, Severity
 
 START_MS = 1_732_009_663_000  # 2024-11-19T09:47:43Z
 RUN_ID = "20241119T094743Z-00abcd"
@@ -32,13 +33,25 @@ GLOB = "run_date=*/run_id=*/findings.parquet"
 
 def _finding(device: str, severity: str = "warning") -> Finding:
     return Finding(
-        "stalled_task", severity, "pk", device, None, "default", None, None, "t-" + device,
-        "QUEUED", "0167", "j1", 90_000, "Stalled.",
-    )  # fmt: skip
+        FindingType.STALLED_TASK,
+        Severity(severity),
+        "pk",
+        device,
+        None,
+        "default",
+        None,
+        None,
+        "t-" + device,
+        "QUEUED",
+        "0167",
+        "j1",
+        90_000,
+        "Stalled.",
+    )
 
 
 def _device(device: str) -> DeviceAudit:
-    return DeviceAudit("pk", device, None, "ok", 1, 1, None)
+    return DeviceAudit("pk", device, None, AuditStatus.OK, 1, 1, None)
 
 
 def _staged(out: Path, *devices: str) -> RunStaging:
@@ -47,6 +60,13 @@ def _staged(out: Path, *devices: str) -> RunStaging:
         staging.append("devices", [_device(device)])
         staging.append("findings", [_finding(device)])
         staging.commit()
+    return staging
+
+
+def _resumed(out: Path) -> RunStaging:
+    """The staged run under `out` reopened, failing if there is none or it was already published."""
+    staging = RunStaging.resume_newest(out)
+    assert isinstance(staging, RunStaging)
     return staging
 
 
@@ -71,8 +91,7 @@ def test_run_path_uses_start_date() -> None:
 def test_create_saves_meta(tmp_path: Path) -> None:
     """Settings given at create come back when the run is reopened."""
     RunStaging.create(tmp_path, RUN_ID, {"qps": 10, "policy": {"QUEUED": "24h"}})
-    reopened = RunStaging.resume_newest(tmp_path)
-    assert reopened is not None
+    reopened = _resumed(tmp_path)
     assert reopened.run_id == RUN_ID
     assert reopened.meta == {"qps": 10, "policy": {"QUEUED": "24h"}}
 
@@ -89,11 +108,12 @@ def test_round_trip_with_pyarrow(tmp_path: Path) -> None:
 def test_duckdb_reads_hive_partitions(tmp_path: Path) -> None:
     """DuckDB over the contract's glob sees run_date/run_id from the path, not the files."""
     _staged(tmp_path, "a", "b").finalize({})
-    rows = duckdb.sql(
+    relation = duckdb.sql(
         f"SELECT CAST(run_date AS VARCHAR), run_id, device_name "
         f"FROM read_parquet('{tmp_path}/{GLOB}', hive_partitioning = true) ORDER BY device_name"
-    ).fetchall()
-    assert rows == [("2024-11-19", RUN_ID, "a"), ("2024-11-19", RUN_ID, "b")]
+    )
+    assert relation is not None
+    assert relation.fetchall() == [("2024-11-19", RUN_ID, "a"), ("2024-11-19", RUN_ID, "b")]
     file_columns = pq.read_schema(tmp_path / run_relpath(RUN_ID) / "findings.parquet").names
     assert "run_date" not in file_columns
     assert "run_id" not in file_columns
@@ -170,8 +190,7 @@ def test_resume_keeps_committed_and_drops_pending(tmp_path: Path) -> None:
     """Reopening keeps committed rows; rows only appended (never committed) are gone."""
     staging = _staged(tmp_path, "a", "b")
     staging.append("devices", [_device("lost")])
-    resumed = RunStaging.resume_newest(tmp_path)
-    assert resumed is not None
+    resumed = _resumed(tmp_path)
     assert _devices(resumed) == ["a", "b"]
     assert sum(b.num_rows for b in resumed.committed_batches("findings")) == 2
 
@@ -182,8 +201,7 @@ def test_uncommitted_parts_are_deleted_on_resume(tmp_path: Path) -> None:
     parts = tmp_path / ".staging" / RUN_ID / "parts"
     orphan = parts / "000002.devices.parquet"
     pq.write_table(pa.Table.from_pylist([{"device_name": "ghost"}]), orphan)
-    resumed = RunStaging.resume_newest(tmp_path)
-    assert resumed is not None
+    resumed = _resumed(tmp_path)
     assert not orphan.exists()
     assert _devices(resumed) == ["a"]
 
@@ -194,8 +212,7 @@ def test_torn_journal_line_is_ignored(tmp_path: Path) -> None:
     journal = tmp_path / ".staging" / RUN_ID / "journal.jsonl"
     whole = journal.read_bytes()
     journal.write_bytes(whole[: len(whole) - 7])  # the second line lost its tail
-    resumed = RunStaging.resume_newest(tmp_path)
-    assert resumed is not None
+    resumed = _resumed(tmp_path)
     assert _devices(resumed) == ["a"]
     assert journal.read_bytes() == whole[: whole.index(b"\n") + 1]
 
@@ -205,12 +222,10 @@ def test_commits_after_resume_append_cleanly(tmp_path: Path) -> None:
     _staged(tmp_path, "a", "b")
     journal = tmp_path / ".staging" / RUN_ID / "journal.jsonl"
     journal.write_bytes(journal.read_bytes()[:-3])
-    resumed = RunStaging.resume_newest(tmp_path)
-    assert resumed is not None
+    resumed = _resumed(tmp_path)
     resumed.append("devices", [_device("b2")])
     resumed.commit()
-    again = RunStaging.resume_newest(tmp_path)
-    assert again is not None
+    again = _resumed(tmp_path)
     assert _devices(again) == ["a", "b2"]
     run_dir = again.finalize({})
     assert pq.read_table(run_dir / "devices.parquet")["device_name"].to_pylist() == ["a", "b2"]
@@ -220,8 +235,7 @@ def test_resume_picks_newest_unfinished(tmp_path: Path) -> None:
     """resume_newest returns the most recently started unfinished run."""
     RunStaging.create(tmp_path, "20241118T000000Z-000001", {})
     RunStaging.create(tmp_path, RUN_ID, {})
-    resumed = RunStaging.resume_newest(tmp_path)
-    assert resumed is not None
+    resumed = _resumed(tmp_path)
     assert resumed.run_id == RUN_ID
 
 
@@ -229,8 +243,7 @@ def test_resume_skips_dir_without_meta(tmp_path: Path) -> None:
     """A staging dir whose create never finished is not a run to resume."""
     RunStaging.create(tmp_path, "20241118T000000Z-000001", {})
     (tmp_path / ".staging" / RUN_ID).mkdir()
-    resumed = RunStaging.resume_newest(tmp_path)
-    assert resumed is not None
+    resumed = _resumed(tmp_path)
     assert resumed.run_id == "20241118T000000Z-000001"
 
 
@@ -252,8 +265,7 @@ def test_half_built_final_dir_is_rebuilt(tmp_path: Path) -> None:
     final = tmp_path / ".staging" / RUN_ID / "final"
     final.mkdir()
     (final / "devices.parquet").write_bytes(b"torn")
-    resumed = RunStaging.resume_newest(tmp_path)
-    assert resumed is not None
+    resumed = _resumed(tmp_path)
     run_dir = resumed.finalize({})
     assert pq.read_table(run_dir / "devices.parquet").num_rows == 1
 
@@ -319,6 +331,5 @@ def test_save_meta_persists_changes(tmp_path: Path) -> None:
     staging = RunStaging.create(tmp_path, RUN_ID, {"sessions": 1})
     staging.meta["sessions"] = 2
     staging.save_meta()
-    resumed = RunStaging.resume_newest(tmp_path)
-    assert resumed is not None
+    resumed = _resumed(tmp_path)
     assert resumed.meta == {"sessions": 2}

@@ -10,6 +10,7 @@ from fleetaudit.models import CallFailure, DeviceAudit, Finding, ModuleVersion
 from fleetaudit.report.manifest import build_manifest
 from fleetaudit.report.staging import RunStaging
 from fleetaudit.report.summary import run_summary, summarize_run
+from fleetaudit.terms import Action, AuditStatus, FindingType, Severity
 
 START_MS = 1_732_009_663_000
 RUN_ID = "20241119T094743Z-00abcd"
@@ -17,9 +18,21 @@ RUN_ID = "20241119T094743Z-00abcd"
 
 def _finding(device: str | None, finding_type: str, severity: str) -> Finding:
     return Finding(
-        finding_type, severity, "pkA", device, None, "default", "1.0", "1.1", None, None,
-        None, None, None, "A finding.",
-    )  # fmt: skip
+        FindingType(finding_type),
+        Severity(severity),
+        "pkA",
+        device,
+        None,
+        "default",
+        "1.0",
+        "1.1",
+        None,
+        None,
+        None,
+        None,
+        None,
+        "A finding.",
+    )
 
 
 @pytest.fixture
@@ -27,8 +40,12 @@ def run_dir(tmp_path: Path) -> Path:
     staging = RunStaging.create(tmp_path, RUN_ID, {})
     staging.append(
         "devices",
-        [DeviceAudit("pkA", f"d{i}", None, "ok", 1, 0, None) for i in range(9)]
-        + [DeviceAudit("pkA", "gone", None, "not_found", 0, 0, "iot.device.NotExistedDevice")],
+        [DeviceAudit("pkA", f"d{i}", None, AuditStatus.OK, 1, 0, None) for i in range(9)]
+        + [
+            DeviceAudit(
+                "pkA", "gone", None, AuditStatus.NOT_FOUND, 0, 0, "iot.device.NotExistedDevice"
+            )
+        ],
     )
     staging.append(
         "module_versions",
@@ -46,7 +63,7 @@ def run_dir(tmp_path: Path) -> Path:
             _finding(None, "module_missing", "warning"),
         ],
     )
-    failure = CallFailure("QueryOTAFirmware", None, None, "7", None, "E", "m", 500, 3, None)
+    failure = CallFailure(Action.QUERY_FIRMWARE, None, None, "7", None, "E", "m", 500, 3, None)
     staging.append("errors", [failure])
     manifest = build_manifest(
         run_id=RUN_ID,
@@ -155,13 +172,37 @@ def test_drift_against_the_policy_names_the_target(tmp_path: Path) -> None:
         + [ModuleVersion("pkA", "d3", None, "ble", "1.9")],
     )
     against_target = Finding(
-        "version_drift", "warning", "pkA", "d1", None, "default", "1.0", "1.2", None, None,
-        None, None, None, "Module default runs 1.0; the policy expects 1.2.",
-    )  # fmt: skip
+        FindingType.VERSION_DRIFT,
+        Severity.WARNING,
+        "pkA",
+        "d1",
+        None,
+        "default",
+        "1.0",
+        "1.2",
+        None,
+        None,
+        None,
+        None,
+        None,
+        "Module default runs 1.0; the policy expects 1.2.",
+    )
     against_majority = Finding(
-        "version_drift", "info", "pkA", "d3", None, "ble", "1.9", "2.0", None, None,
-        None, None, None, "Module ble runs 1.9, but the fleet majority is 2.0.",
-    )  # fmt: skip
+        FindingType.VERSION_DRIFT,
+        Severity.INFO,
+        "pkA",
+        "d3",
+        None,
+        "ble",
+        "1.9",
+        "2.0",
+        None,
+        None,
+        None,
+        None,
+        None,
+        "Module ble runs 1.9, but the fleet majority is 2.0.",
+    )
     staging.append("findings", [against_target, against_majority])
     text = summarize_run(staging.finalize({"run_id": RUN_ID}))
     assert "pkA/default: 1 devices, 1 drift findings, target 1.2" in text
