@@ -14,11 +14,11 @@ import anyio
 
 from fleetaudit import __version__
 from fleetaudit.config import Settings
+from fleetaudit.credentials import credentials_from_env
 from fleetaudit.errors import (
     EXIT_INCOMPLETE,
     EXIT_USAGE,
     FleetauditError,
-    UsageError,
     exit_code_for,
 )
 from fleetaudit.models import Credentials
@@ -26,8 +26,6 @@ from fleetaudit.settings import add_options, option_values
 
 log = logging.getLogger("fleetaudit")
 
-KEY_ID_ENV = "FLEETAUDIT_ACCESS_KEY_ID"
-SECRET_ENV = "FLEETAUDIT_ACCESS_KEY_SECRET"
 
 EPILOG_RUN = """\
 examples:
@@ -136,20 +134,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         return exit_code_for(KeyboardInterrupt())
 
 
-def credentials_from_env(environ: dict[str, str] | os._Environ[str] = os.environ) -> Credentials:
-    """The access key pair from the environment; never from arguments, never printed."""
-    key_id = environ.get(KEY_ID_ENV, "").strip()
-    secret = environ.get(SECRET_ENV, "").strip()
-    missing = [name for name, value in ((KEY_ID_ENV, key_id), (SECRET_ENV, secret)) if not value]
-    if missing:
-        raise UsageError(f"set {' and '.join(missing)} in the environment")
-    return Credentials(key_id, secret)
+def _credentials() -> Credentials:
+    # os.environ is read at call time, so a test's monkeypatched environment is seen.
+    return credentials_from_env(os.environ)
 
 
 def _run_command(args: argparse.Namespace) -> int:
     from fleetaudit.runjob import run_from_args
 
-    return run_from_args(args, credentials_from_env)
+    return run_from_args(args, _credentials)
 
 
 def _add_emulator_arguments(parser: argparse.ArgumentParser) -> None:
@@ -168,7 +161,7 @@ def _cancel_command(args: argparse.Namespace) -> int:
     from fleetaudit.remediation.apply import cancel_command
 
     options = Settings(**option_values(Settings, args))
-    credentials = credentials_from_env() if args.apply else None
+    credentials = _credentials() if args.apply else None
     return anyio.run(
         partial(
             cancel_command,

@@ -14,12 +14,14 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
+from fleetaudit.credentials import KEY_ID_ENV, SECRET_ENV
+
 ROOT = Path(__file__).resolve().parent.parent
 DEMO_JOB = ROOT / "jobs" / "demo.toml"
 # Demo credentials: known to the emulator started below and to nothing else.
 DEMO_ENV = {
-    "FLEETAUDIT_ACCESS_KEY_ID": "demo-access-key",
-    "FLEETAUDIT_ACCESS_KEY_SECRET": "demo-secret-not-a-real-one",
+    KEY_ID_ENV: "demo-access-key",
+    SECRET_ENV: "demo-secret-not-a-real-one",
 }
 
 

@@ -17,6 +17,7 @@ from urllib.parse import urlsplit, urlunsplit
 
 import orjson
 
+from fleetaudit.credentials import KEY_ID_ENV, SECRET_ENV
 from fleetaudit.errors import ApiError, AuthError, TransientError
 from fleetaudit.models import Device, Firmware, Job, ModuleVersion, Task
 from fleetaudit.terms import Action
@@ -211,9 +212,9 @@ def _auth_hint(code: str) -> str:
     if code == "InvalidTimeStamp.Expired":
         return "check the clock: it is more than 15 minutes off"
     if code.startswith("InvalidAccessKeyId"):
-        return "check FLEETAUDIT_ACCESS_KEY_ID: the platform does not accept this key"
+        return f"check {KEY_ID_ENV}: the platform does not accept this key"
     if code == "SignatureDoesNotMatch":
-        return "check FLEETAUDIT_ACCESS_KEY_SECRET: it does not match the key id"
+        return f"check {SECRET_ENV}: it does not match the key id"
     return "the key lacks permission for this action: check its RAM policy"
 
 

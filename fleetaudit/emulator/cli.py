@@ -17,6 +17,7 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from fleetaudit.credentials import KEY_ID_ENV, SECRET_ENV
 from fleetaudit.emulator.facts import DEFAULT_QUOTAS
 from fleetaudit.errors import EXIT_OK, UsageError
 
@@ -89,8 +90,8 @@ def run(args: argparse.Namespace) -> int:
         print(f"wrote {args.devices} devices to {args.write_devices}")
         if not args.serve:
             return EXIT_OK
-    key_id = os.environ.get("FLEETAUDIT_ACCESS_KEY_ID")
-    secret = os.environ.get("FLEETAUDIT_ACCESS_KEY_SECRET")
+    key_id = os.environ.get(KEY_ID_ENV)
+    secret = os.environ.get(SECRET_ENV)
     if not key_id or not secret:
         key_id, secret = DEMO_KEY_ID, DEMO_SECRET
         print(f"DEMO credentials (not secret): key id {key_id}, secret {secret}")

@@ -17,6 +17,7 @@ from typing import Protocol, TextIO, TypeVar
 import anyio
 
 from fleetaudit.api.client import ClientSettings, open_client
+from fleetaudit.credentials import KEY_ID_ENV, SECRET_ENV
 from fleetaudit.devices import read_devices
 from fleetaudit.durations import time_id
 from fleetaudit.errors import AuthError, CallFailed, UsageError
@@ -166,7 +167,7 @@ async def cancel_command(
     # Settle every usage problem before printing anything that looks like progress.
     settings = _client_settings(run_dir, endpoint, quotas, concurrency)
     if credentials is None:
-        raise UsageError("--apply needs credentials (FLEETAUDIT_ACCESS_KEY_ID/_SECRET)")
+        raise UsageError(f"--apply needs credentials ({KEY_ID_ENV} and {SECRET_ENV})")
     print(format_plan(plan, applying=True), file=out)
     if not plan.tasks:
         return 0
