@@ -20,6 +20,7 @@ LIGHT_MODULES = (
     "fleetaudit.policy",
     "fleetaudit.config",
     "fleetaudit.settings",
+    "fleetaudit.setting_kinds",
     "fleetaudit.tomlfile",
     "fleetaudit.durations",
     "fleetaudit.terms",
