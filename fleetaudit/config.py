@@ -147,6 +147,14 @@ class Settings:
         Whole(1, 1_000_000), "devices per durable commit: a killed run redoes at most this many",
         default=1000, flag="--commit-every", metavar="N",
     )  # fmt: skip
+    call_timeout: float = setting(
+        _SECONDS, "seconds one call may take, its retries and throttled waits included",
+        default=120.0,
+    )  # fmt: skip
+    max_server_wait: float = setting(
+        _SECONDS, "the longest pause a server's retry-after hint may impose, seconds",
+        default=60.0,
+    )  # fmt: skip
     gate: GateRules = setting(Section(GateRules), "the [gate] table", default=GateRules())
 
     def quotas_per_action(self) -> dict[str, float] | None:

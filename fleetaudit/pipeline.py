@@ -57,6 +57,8 @@ def client_settings(settings: Settings) -> ClientSettings:
         attempts=settings.retry_attempts,
         wait_initial=settings.retry_wait_initial,
         wait_max=settings.retry_wait_max,
+        timeout=settings.call_timeout,
+        max_server_wait=settings.max_server_wait,
     )
     return ClientSettings(
         endpoint=settings.endpoint,

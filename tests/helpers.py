@@ -6,6 +6,8 @@ Test modules import from here (`from helpers import FakeClock, emulator_url`); p
 - `TEST_KEY_ID`/`TEST_SECRET`: the credentials the emulator accepts; `FIXED_NOW` the time;
 - `FakeClock`: a callable returning float seconds, moved by `set()`/`advance()`, for
   `create_app(clock=...)` and anything else that takes a clock;
+- `RecordingSleep`: an injected sleep that waits for nothing, records each wait and can
+  move a `FakeClock`;
 - `emulator_url(fleet, **create_app_kwargs)`: a context manager serving
   `create_app(fleet, credentials={TEST_KEY_ID: TEST_SECRET}, **kwargs)` in a thread and
   yielding `(base_url, app)`; read counters via `app[STATS_KEY]`;
@@ -21,6 +23,7 @@ Test modules import from here (`from helpers import FakeClock, emulator_url`); p
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import subprocess
 import sys
@@ -81,6 +84,20 @@ class FakeClock:
     def advance(self, seconds: float) -> None:
         """Move forward by `seconds`."""
         self.now += seconds
+
+
+class RecordingSleep:
+    """An injected sleep that waits for nothing, records each wait and moves a fake clock."""
+
+    def __init__(self, clock: FakeClock | None = None) -> None:
+        self.waits: list[float] = []
+        self._clock = clock
+
+    async def __call__(self, seconds: float) -> None:
+        self.waits.append(seconds)
+        if self._clock is not None:
+            self._clock.advance(seconds)
+        await asyncio.sleep(0)
 
 
 @contextlib.contextmanager

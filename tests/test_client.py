@@ -23,24 +23,17 @@ from fleetaudit.emulator.faults import FaultPlan
 from fleetaudit.errors import AuthError, CallFailed
 from fleetaudit.models import Credentials, Device
 
-from helpers import FIXED_NOW, TEST_KEY_ID, FakeClock, emulator_url, static_fleet
+from helpers import (
+    FIXED_NOW,
+    TEST_KEY_ID,
+    FakeClock,
+    RecordingSleep,
+    emulator_url,
+    static_fleet,
+)
 
 FAST = dict.fromkeys(ACTIONS, 1000.0)  # pacing out of the way where not tested
 D1 = Device("pk1", "d1", "iot-d1")
-
-
-class RecordingSleep:
-    """An injected sleep that waits for nothing, records each wait and moves a fake clock."""
-
-    def __init__(self, clock: FakeClock | None = None) -> None:
-        self.waits: list[float] = []
-        self._clock = clock
-
-    async def __call__(self, seconds: float) -> None:
-        self.waits.append(seconds)
-        if self._clock is not None:
-            self._clock.advance(seconds)
-        await asyncio.sleep(0)
 
 
 def requests_seen(app: web.Application) -> int:

@@ -8,7 +8,7 @@ from pathlib import Path
 import orjson
 import pytest
 
-from fleetaudit.api import protocol
+from fleetaudit.api import protocol, responses
 from fleetaudit.errors import ApiError, AuthError, TransientError
 from fleetaudit.models import Device
 from fleetaudit.terms import Action
@@ -36,9 +36,9 @@ TASK_PASCAL = {key[0].upper() + key[1:]: value for key, value in TASK_CAMEL.item
 
 
 def test_pure_modules_import_no_io_libraries() -> None:
-    """protocol, retry and stats import neither aiohttp nor anyio (nor asyncio)."""
+    """protocol, responses, retry and stats import neither aiohttp nor anyio (nor asyncio)."""
     package = Path(protocol.__file__).parent
-    for name in ("protocol.py", "retry.py", "stats.py"):
+    for name in ("protocol.py", "responses.py", "retry.py", "stats.py"):
         tree = ast.parse((package / name).read_text())
         imported = {
             alias.name.split(".")[0]
@@ -131,13 +131,16 @@ def test_paged_params() -> None:
 )
 def test_parse_utc_ms(text: object, millis: int | None) -> None:
     """Both documented time formats (and epoch ms) become UTC epoch milliseconds."""
-    assert protocol.parse_utc_ms(text) == millis
+    assert responses.parse_utc_ms(text) == millis
+
+
+TASK_DEVICE = Device("k1h9drZ", "device_actived", "OZs5tjTkzRRTZSCekmbRk1")
 
 
 @pytest.mark.parametrize("item", [TASK_CAMEL, TASK_PASCAL], ids=["camel", "pascal"])
 def test_parse_task_in_both_casings(item: dict[str, object]) -> None:
     """A task reads the same in lowerCamel and Pascal casing; unknown fields are ignored."""
-    task = protocol.parse_task(item, DEVICE)
+    task = responses.parse_task(item, TASK_DEVICE)
     assert task.task_id == "1833712077827470001"
     assert task.job_id == "1833712077429010001"
     assert task.task_status == "NOTIFIED"
@@ -147,7 +150,7 @@ def test_parse_task_in_both_casings(item: dict[str, object]) -> None:
 
 def test_parse_task_fills_device_from_request() -> None:
     """Missing product key and device name come from the device asked about."""
-    task = protocol.parse_task({"taskId": "1", "taskStatus": "WEIRD_NEW"}, DEVICE_WITH_ID)
+    task = responses.parse_task({"taskId": "1", "taskStatus": "WEIRD_NEW"}, DEVICE_WITH_ID)
     assert (task.product_key, task.device_name, task.iot_id) == ("pk1", "dev1", "iot-1")
     assert task.task_status == "WEIRD_NEW"
     assert task.module_name == "default"
@@ -155,7 +158,7 @@ def test_parse_task_fills_device_from_request() -> None:
 
 def test_parse_module_keeps_numeric_ids_as_strings() -> None:
     """An id sent as a JSON number is kept as its string."""
-    module = protocol.parse_module({"ModuleName": "ble", "ModuleVersion": 2, "IotId": 123}, DEVICE)
+    module = responses.parse_module({"ModuleName": "ble", "ModuleVersion": 2, "IotId": 123}, DEVICE)
     assert module.module_version == "2"
     assert module.iot_id == "123"
     assert module.device_name == "dev1"
@@ -173,7 +176,7 @@ def test_parse_firmware_strips_presigned_query() -> None:
             "utcCreate": "2024-09-18T09:32:00.937Z",
         }
     }
-    firmware = protocol.parse_firmware(envelope, "134")
+    firmware = responses.parse_firmware(envelope, "134")
     assert firmware.firmware_url == "https://oss.example.com/ota/fw.bin"
     assert firmware.firmware_size == 1152925
     assert firmware.status == -1
@@ -182,7 +185,7 @@ def test_parse_firmware_strips_presigned_query() -> None:
 
 def test_parse_job_pascal() -> None:
     """A Pascal-cased job parses with its enums kept as given."""
-    job = protocol.parse_job({"JobId": "9", "JobStatus": "PLANNED", "TargetSelection": "GRAY"})
+    job = responses.parse_job({"JobId": "9", "JobStatus": "PLANNED", "TargetSelection": "GRAY"})
     assert (job.job_id, job.job_status, job.target_selection) == ("9", "PLANNED", "GRAY")
 
 
@@ -194,17 +197,18 @@ def test_parse_job_pascal() -> None:
         {"data": {}},
         {"Data": {"SimpleOTATaskInfo": None}},
         {"Data": ""},
+        {"Data": []},
     ],
 )
 def test_missing_data_is_empty_list(envelope: dict[str, object]) -> None:
     """A missing or empty Data or list is an empty list."""
-    assert protocol.list_items(envelope, "SimpleOTATaskInfo") == []
+    assert responses.list_items(envelope, "SimpleOTATaskInfo") == []
 
 
 def test_list_items_in_both_casings() -> None:
     """Data.SimpleOTATaskInfo and data.simpleOTATaskInfo are both read."""
-    assert protocol.list_items({"data": {"simpleOTATaskInfo": [{"a": 1}]}}, "SimpleOTATaskInfo")
-    assert protocol.list_items({"Data": {"SimpleOTATaskInfo": [{"a": 1}]}}, "SimpleOTATaskInfo")
+    assert responses.list_items({"data": {"simpleOTATaskInfo": [{"a": 1}]}}, "SimpleOTATaskInfo")
+    assert responses.list_items({"Data": {"SimpleOTATaskInfo": [{"a": 1}]}}, "SimpleOTATaskInfo")
 
 
 @pytest.mark.parametrize(
@@ -251,7 +255,7 @@ def test_signature_error_raises_auth_without_tail() -> None:
         }
     )
     with pytest.raises(AuthError) as caught:
-        protocol.decode_response(400, body)
+        responses.decode_response(400, body)
     assert "kid" not in str(caught.value)
     assert "string to sign" not in str(caught.value).lower()
 
@@ -260,7 +264,7 @@ def test_expired_timestamp_says_check_the_clock() -> None:
     """InvalidTimeStamp.Expired tells the user to check the clock."""
     body = orjson.dumps({"Code": "InvalidTimeStamp.Expired", "Message": "expired"})
     with pytest.raises(AuthError, match="check the clock"):
-        protocol.decode_response(400, body)
+        responses.decode_response(400, body)
 
 
 @pytest.mark.parametrize(
@@ -276,7 +280,7 @@ def test_auth_errors_say_what_to_check(code: str, hint: str) -> None:
     """Each credential or permission error tells the operator what to check."""
     body = orjson.dumps({"Code": code, "Message": "refused"})
     with pytest.raises(AuthError, match=hint):
-        protocol.decode_response(400, body)
+        responses.decode_response(400, body)
 
 
 def test_business_error_on_http_200() -> None:
@@ -285,7 +289,7 @@ def test_business_error_on_http_200() -> None:
         {"requestId": "r2", "success": False, "code": "iot.device.NotExistedDevice"}
     )
     with pytest.raises(ApiError) as caught:
-        protocol.decode_response(200, body)
+        responses.decode_response(200, body)
     assert not isinstance(caught.value, TransientError)
     assert caught.value.code == "iot.device.NotExistedDevice"
     assert caught.value.request_id == "r2"
@@ -294,7 +298,7 @@ def test_business_error_on_http_200() -> None:
 def test_camel_success_with_empty_code() -> None:
     """`"code": ""` with success true is a success."""
     body = orjson.dumps({"code": "", "requestId": "r3", "success": True})
-    assert protocol.request_id_of(protocol.decode_response(200, body)) == "r3"
+    assert responses.request_id_of(responses.decode_response(200, body)) == "r3"
 
 
 @pytest.mark.parametrize(
@@ -310,14 +314,14 @@ def test_camel_success_with_empty_code() -> None:
 def test_broken_bodies_are_transient(status: int, body: bytes, code: str) -> None:
     """Truncated, empty or non-JSON bodies are transient errors worth retrying."""
     with pytest.raises(TransientError) as caught:
-        protocol.decode_response(status, body)
+        responses.decode_response(status, body)
     assert caught.value.code == code
 
 
 def test_proxy_404_is_final() -> None:
     """A non-JSON 404 from a proxy is final, not retried."""
     with pytest.raises(ApiError) as caught:
-        protocol.decode_response(404, b"not here")
+        responses.decode_response(404, b"not here")
     assert not isinstance(caught.value, TransientError)
 
 
@@ -325,7 +329,7 @@ def test_throttling_error_carries_retry_after() -> None:
     """A throttling answer keeps the server's hint for the retry."""
     body = orjson.dumps({"Code": "Throttling.User", "Message": "Request was denied"})
     with pytest.raises(TransientError) as caught:
-        protocol.decode_response(400, body, retry_after=0.12)
+        responses.decode_response(400, body, retry_after=0.12)
     assert caught.value.throttled
     assert caught.value.retry_after == 0.12
 
@@ -339,26 +343,31 @@ def test_ratelimit_header() -> None:
     assert protocol.retry_after_seconds(None, "garbage") is None
 
 
+def page_of(count: int, **promise: int) -> dict[str, object]:
+    """A successful page of `count` module items with the given Total/PageCount."""
+    listed = [{"ModuleName": f"m{i}", "ModuleVersion": "1"} for i in range(count)]
+    return {"Success": True, "Data": {"SimpleOTAModuleInfo": listed}, **promise}
+
+
+def test_listing_stops_at_the_first_pages_promise() -> None:
+    """A listing of Total 250 in pages of 200 reads two pages, then stops."""
+    listing = responses.module_listing(DEVICE, 200)
+    assert listing.accept(listing.read(page_of(200, Total=250)))
+    second = page_of(50, Total=250)
+    second["Data"] = {
+        "SimpleOTAModuleInfo": [{"ModuleName": f"n{i}", "ModuleVersion": "1"} for i in range(50)]
+    }
+    assert not listing.accept(listing.read(second))
+    assert len(listing.items) == 250
+
+
 @pytest.mark.parametrize(
-    ("envelope", "page", "seen", "count", "more"),
-    [
-        ({"PageCount": 2}, 1, 200, 200, True),
-        ({"PageCount": 2}, 2, 250, 50, False),
-        ({"total": 250}, 1, 200, 200, True),
-        ({"total": 250}, 2, 250, 50, False),
-        ({"pageCount": 5, "total": 999}, 2, 400, 0, False),
-        ({}, 1, 200, 200, True),
-        ({}, 1, 10, 10, False),
-    ],
+    "envelope",
+    [page_of(201, Total=201), page_of(10), page_of(10, Total=20), page_of(5, Total=10**9)],
+    ids=["over-page-size", "no-totals", "short-page-before-last", "beyond-max-pages"],
 )
-def test_has_more_pages(
-    envelope: dict[str, int], page: int, seen: int, count: int, more: bool
-) -> None:
-    """Paging stops on PageCount, Total, an empty page or a short page without totals."""
-    assert protocol.has_more_pages(envelope, page, 200, seen, count) is more
-
-
-def test_paging_guard_stops_endless_server() -> None:
-    """A server that always claims more pages is stopped at MAX_PAGES."""
-    with pytest.raises(ApiError, match="PagingRunaway"):
-        protocol.has_more_pages({}, protocol.MAX_PAGES, 200, 10**9, 200)
+def test_listing_refuses_inconsistent_pages(envelope: dict[str, object]) -> None:
+    """Pages over PageSize, without totals, short before the last, or endless are malformed."""
+    with pytest.raises(TransientError) as caught:
+        responses.module_listing(DEVICE, 200).read(envelope)
+    assert caught.value.code == "MalformedResponse"

@@ -19,13 +19,13 @@ import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any, Literal, TypeVar
 
 import aiohttp
 import anyio
 from yarl import URL
 
-from fleetaudit.api import protocol
+from fleetaudit.api import protocol, responses
 from fleetaudit.api.pacing import RateBudget
 from fleetaudit.api.protocol import ACTIONS, DEFAULT_QUOTAS
 from fleetaudit.api.retry import RetryPolicy, backoff_delay
@@ -55,6 +55,7 @@ __all__ = [
 log = logging.getLogger(__name__)
 
 Sleep = Callable[[float], Awaitable[object]]
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -148,6 +149,7 @@ class OtaClient:
         # Once the platform refuses our identity, every later call fails the same way
         # without being sent: the run is over, and hammering a bad key helps nobody.
         self._auth_error: AuthError | None = None
+        self._hints_cut: set[Action] = set()
 
     def __repr__(self) -> str:
         return f"OtaClient(endpoint={self._settings.endpoint!r}, credentials={self._credentials!r})"
@@ -157,16 +159,12 @@ class OtaClient:
     async def list_module_versions(self, device: Device) -> list[ModuleVersion]:
         """Every module version the device reports (all pages of 200)."""
         subject = _Subject(product_key=device.product_key, device_name=device.device_name)
-        modules: list[ModuleVersion] = []
-        async for items in self._pages(
+        return await self._listing(
             Action.LIST_MODULE_VERSIONS,
             lambda page: protocol.module_versions_params(device, page, protocol.MODULE_PAGE_SIZE),
-            "SimpleOTAModuleInfo",
-            protocol.MODULE_PAGE_SIZE,
+            responses.module_listing(device, protocol.MODULE_PAGE_SIZE),
             subject,
-        ):
-            modules.extend(protocol.parse_module(item, device) for item in items)
-        return modules
+        )
 
     async def list_unfinished_tasks(
         self,
@@ -177,35 +175,34 @@ class OtaClient:
         """The device's tasks in `statuses` (every unfinished one by default), one call."""
         subject = _Subject(product_key=device.product_key, device_name=device.device_name)
         params = protocol.unfinished_tasks_params(device, statuses, module_name)
-        envelope = await self._call(Action.LIST_UNFINISHED_TASKS, params, subject)
-        items = protocol.list_items(envelope, "SimpleOTATaskInfo")
-        return [protocol.parse_task(item, device) for item in items]
+        return await self._call(
+            Action.LIST_UNFINISHED_TASKS,
+            params,
+            subject,
+            lambda envelope: responses.parse_tasks(envelope, device),
+        )
 
     async def query_firmware(self, firmware_id: str) -> Firmware:
         """One firmware package; its URL comes back without the presigned query string."""
-        params = protocol.firmware_params(firmware_id)
-        envelope = await self._call(
-            Action.QUERY_FIRMWARE, params, _Subject(firmware_id=firmware_id)
+        return await self._call(
+            Action.QUERY_FIRMWARE,
+            protocol.firmware_params(firmware_id),
+            _Subject(firmware_id=firmware_id),
+            lambda envelope: responses.parse_firmware(envelope, firmware_id),
         )
-        return protocol.parse_firmware(envelope, firmware_id)
 
     async def list_jobs_by_device(
         self, product_key: str, device_name: str, firmware_id: str
     ) -> list[Job]:
         """Every job of a firmware that concerns the device (all pages of 100)."""
-        subject = _Subject(product_key, device_name, firmware_id)
-        jobs: list[Job] = []
-        async for items in self._pages(
+        return await self._listing(
             Action.LIST_JOBS,
             lambda page: protocol.jobs_params(
                 product_key, device_name, firmware_id, page, protocol.JOB_PAGE_SIZE
             ),
-            "SimpleOTAJobInfo",
-            protocol.JOB_PAGE_SIZE,
-            subject,
-        ):
-            jobs.extend(protocol.parse_job(item) for item in items)
-        return jobs
+            responses.job_listing(product_key, firmware_id, protocol.JOB_PAGE_SIZE),
+            _Subject(product_key, device_name, firmware_id),
+        )
 
     async def cancel_tasks(
         self,
@@ -218,39 +215,35 @@ class OtaClient:
         params = protocol.cancel_params(product_key, firmware_id, device_names, job_id)
         device_name = device_names[0] if len(device_names) == 1 else None
         subject = _Subject(product_key, device_name, firmware_id, job_id)
-        envelope = await self._call(Action.CANCEL_TASKS, params, subject)
-        return protocol.request_id_of(envelope)
+        return await self._call(Action.CANCEL_TASKS, params, subject, responses.request_id_of)
 
     # --- paging, retries, pacing ----------------------------------------------------------
 
-    async def _pages(
+    async def _listing(
         self,
         action: Action,
         params_for_page: Callable[[int], dict[str, str]],
-        list_name: str,
-        page_size: int,
+        listing: responses.Listing[T],
         subject: _Subject,
-    ) -> AsyncIterator[list[Mapping[str, Any]]]:
-        """The items of every page, page by page, until PageCount, Total or an empty page."""
-        page, seen = 1, 0
+    ) -> list[T]:
+        """Every page of a listing, each checked against the pages before it."""
         while True:
-            envelope = await self._call(action, params_for_page(page), subject)
-            items = protocol.list_items(envelope, list_name)
-            seen += len(items)
-            yield items
-            try:
-                more = protocol.has_more_pages(envelope, page, page_size, seen, len(items))
-            except ApiError as error:
-                self.stats.action(action).failures += 1
-                raise self._failed(action, subject, error, attempts=1) from None
-            if not more:
-                return
-            page += 1
+            page = await self._call(action, params_for_page(listing.page), subject, listing.read)
+            if not listing.accept(page):
+                return listing.items
 
     async def _call(
-        self, action: Action, params: Mapping[str, str], subject: _Subject
-    ) -> dict[str, Any]:
-        """One logical call: paced, retried on transient errors, its outcome counted."""
+        self,
+        action: Action,
+        params: Mapping[str, str],
+        subject: _Subject,
+        parse: Callable[[dict[str, Any]], T],
+    ) -> T:
+        """One logical call: paced, retried on transient errors, its outcome counted.
+
+        Errors use up `retry_attempts`; throttled answers do not: they are bounded by the
+        call's time (`RetryPolicy.timeout`), since a storm is measured in seconds.
+        """
         if self._auth_error is not None:
             raise AuthError(self._auth_error.code, self._auth_error.message)
         stats = self.stats.action(action)
@@ -259,25 +252,39 @@ class OtaClient:
         policy = self._settings.retry
         loop = asyncio.get_running_loop()
         deadline: float | None = None
-        attempt = 0
+        attempt = errors = 0
+        last: TransientError | None = None
         while True:
-            attempt += 1
             # Pace first, then take a slot: a call waiting for its action's pace holds no
             # slot that a call of another action could use.
             await budget.acquire()
             # The deadline starts at the first send, not while queued behind the pace.
             deadline = deadline if deadline is not None else loop.time() + policy.timeout
+            time_left = deadline - loop.time()
+            if last is not None and time_left <= 0:
+                # The pace (slowed by throttling) used up the call's time: it failed by what
+                # it was retrying, not by an attempt that was never sent.
+                stats.failures += 1
+                raise self._failed(action, subject, last, attempt) from None
+            attempt += 1
             try:
                 async with self._slots:
-                    envelope = await self._attempt(action, params, stats, deadline - loop.time())
+                    value = await self._attempt(action, params, stats, time_left, parse)
             except TransientError as error:
                 if error.throttled:
                     stats.throttled += 1
                     budget.throttled(error.retry_after)
+                else:
+                    errors += 1
                 delay = backoff_delay(policy, attempt, self._rng, error.retry_after)
-                if attempt >= policy.attempts or loop.time() + delay >= deadline:
+                if errors >= policy.attempts or loop.time() + delay >= deadline:
                     stats.failures += 1
+                    cut_short = time_left < self._settings.request_timeout
+                    if error.code == "Timeout" and cut_short and last is not None:
+                        # The deadline, not the server, cut this attempt short.
+                        error = last
                     raise self._failed(action, subject, error, attempt) from None
+                last = error
                 stats.retries += 1
                 log.debug("%s attempt %d: %s; retrying in %.2fs", action, attempt, error, delay)
                 await self._sleep(delay)
@@ -290,12 +297,17 @@ class OtaClient:
                 stats.failures += 1
                 raise self._failed(action, subject, error, attempt) from None
             budget.answered()
-            return envelope
+            return value
 
     async def _attempt(
-        self, action: Action, params: Mapping[str, str], stats: ActionStats, time_left: float
-    ) -> dict[str, Any]:
-        """Sign and send one attempt; the decoded envelope or the error it stands for."""
+        self,
+        action: Action,
+        params: Mapping[str, str],
+        stats: ActionStats,
+        time_left: float,
+        parse: Callable[[dict[str, Any]], T],
+    ) -> T:
+        """Sign and send one attempt; the parsed answer or the error it stands for."""
         query = self._signed_query(action, params)
         loop = asyncio.get_running_loop()
         started = loop.time()
@@ -304,7 +316,24 @@ class OtaClient:
             answer = await self._send(query, time_left)
         finally:
             stats.record_latency((loop.time() - started) * 1000.0)
-        return protocol.decode_response(answer.status, answer.body, retry_after=answer.retry_after)
+        retry_after = self._capped_hint(action, answer.retry_after)
+        envelope = responses.decode_response(answer.status, answer.body, retry_after=retry_after)
+        return parse(envelope)
+
+    def _capped_hint(self, action: Action, hint: float | None) -> float | None:
+        """A server's retry-after hint, cut to `max_server_wait` (said once per action)."""
+        cap = self._settings.retry.max_server_wait
+        if hint is None or hint <= cap:
+            return hint
+        if action not in self._hints_cut:
+            self._hints_cut.add(action)
+            log.warning(
+                "%s: the server asked to wait %.0f s; waiting %.0f s at most (max_server_wait)",
+                action,
+                hint,
+                cap,
+            )
+        return cap
 
     def _signed_query(self, action: Action, params: Mapping[str, str]) -> str:
         """The query string of one attempt: a fresh nonce and timestamp, then the signature.

@@ -12,17 +12,18 @@ from dataclasses import dataclass
 
 @dataclass(frozen=True)
 class RetryPolicy:
-    """How hard one call tries: attempts in total, waits in seconds, a deadline per call."""
+    """How hard one call tries: attempts (throttling aside), waits in seconds, a deadline."""
 
     attempts: int = 8
     wait_initial: float = 0.2
     wait_max: float = 10.0
-    timeout: float = 120.0  # total seconds for one call, retries included
+    timeout: float = 120.0  # total seconds for one call, retries and throttled waits included
+    max_server_wait: float = 60.0  # the longest any server hint may make us wait
 
     def __post_init__(self) -> None:
         if self.attempts < 1:
             raise ValueError("attempts must be at least 1")
-        if self.wait_initial < 0 or self.wait_max < 0 or self.timeout <= 0:
+        if min(self.wait_initial, self.wait_max, self.max_server_wait) < 0 or self.timeout <= 0:
             raise ValueError("waits must not be negative and the timeout must be positive")
 
 
