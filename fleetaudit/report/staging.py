@@ -23,6 +23,7 @@ import os
 import shutil
 import tempfile
 from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 from typing import Any, BinaryIO
@@ -36,6 +37,9 @@ from fleetaudit.report.schema import SCHEMA_VERSION, TABLES, rows_to_batch, sche
 
 STAGING_DIR = ".staging"
 LATEST = "LATEST"
+# A staged run that a resume must not continue (other inputs, another schema) is renamed
+# to RUN_ID + this, kept for a look and removed with the other stale staging after a week.
+SET_ASIDE = ".set-aside"
 _META = "meta.json"
 _JOURNAL = "journal.jsonl"
 _PARTS = "parts"
@@ -95,6 +99,15 @@ def remove_stale_staging(out: Path, now_ms: int, max_age_s: int = 7 * 86400) -> 
     return removed
 
 
+@dataclass(frozen=True)
+class SetAside:
+    """A staged run that `--resume` would not continue: where it went, and why."""
+
+    run_id: str
+    path: Path
+    reasons: tuple[str, ...]
+
+
 class RunStaging:
     """One run being written: buffered rows, committed parts and the journal naming them."""
 
@@ -140,25 +153,51 @@ class RunStaging:
         return staging
 
     @classmethod
-    def resume_newest(cls, out: Path) -> RunStaging | Path | None:
+    def resume_newest(
+        cls,
+        out: Path,
+        differences: Callable[[Mapping[str, Any]], list[str]] = lambda meta: [],
+    ) -> RunStaging | Path | SetAside | None:
         """The newest staged run, reopened; None when there is none.
 
-        A run that died after its rename into place is complete: its tidy-up is finished
-        and its run directory returned instead, so that a resume does not audit again.
+        `differences(meta)` says how the staged run's inputs differ from today's: such a run
+        is set aside (so is one staged by another schema version) and returned as `SetAside`,
+        never continued. A run that died after its rename into place is complete: its tidy-up
+        is finished and its run directory returned (None if its inputs differ), so that a
+        resume does not audit again.
         """
         root = out / STAGING_DIR
         if not root.is_dir():
             return None
         for entry in sorted(root.iterdir(), reverse=True):
-            if not (entry / _META).is_file():
-                continue  # died inside create(): nothing of it was ever committed
+            if entry.name.endswith(SET_ASIDE) or not (entry / _META).is_file():
+                continue  # set aside, or died inside create(): nothing of it was committed
+            record = orjson.loads((entry / _META).read_bytes())
+            reasons = differences(record.get("meta", {}))
             published = out / run_relpath(entry.name)
             if published.is_dir():
                 _publish_latest(out, entry.name)
                 shutil.rmtree(entry)
-                return published
+                return None if reasons else published
+            if record.get("schema_version") != SCHEMA_VERSION:
+                reasons.insert(
+                    0, f"it was staged with schema_version {record.get('schema_version')}"
+                )
+            if reasons:
+                return SetAside(entry.name, cls.set_aside(out, entry.name), tuple(reasons))
             return cls.open(out, entry.name)
         return None
+
+    @staticmethod
+    def set_aside(out: Path, run_id: str) -> Path:
+        """Rename a staged run out of the way of `resume_newest`; returns its new path."""
+        path = out / STAGING_DIR / run_id
+        target = path.with_name(run_id + SET_ASIDE)
+        if target.exists():
+            shutil.rmtree(target)
+        path.rename(target)
+        _fsync_dir(path.parent)
+        return target
 
     def save_meta(self) -> None:
         """Persist changes made to `meta` since create (atomically; a resume sees them)."""
