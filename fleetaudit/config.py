@@ -141,8 +141,9 @@ class Settings:
         PathValue(), "write a Prometheus textfile here", flag="--metrics", metavar="PATH"
     )
     min_coverage: float = setting(
-        Number(0, 1), "share of devices (0..1) that must get a definite answer, else exit 4",
-        default=0.0, flag="--min-coverage", metavar="F",
+        Number(0, 1), "share of devices (0..1) that must get a definite answer, else exit 4 "
+        "and LATEST stays on the last run that had it", default=0.95, flag="--min-coverage",
+        metavar="F",
     )  # fmt: skip
     commit_every: int = setting(
         Whole(1, 1_000_000), "devices per durable commit: a killed run redoes at most this many",

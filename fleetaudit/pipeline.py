@@ -171,7 +171,9 @@ async def run_audit(
             "set_aside": staging.meta["set_aside"],
         },
     )
-    run_dir = await anyio.to_thread.run_sync(staging.finalize, manifest)
+    run_dir = await anyio.to_thread.run_sync(
+        partial(staging.finalize, manifest, trusted=coverage >= settings.min_coverage)
+    )
     exit_code = 0 if coverage >= settings.min_coverage else RunIncomplete.exit_code
     return RunOutcome(run_dir=run_dir, manifest=manifest, exit_code=exit_code)
 

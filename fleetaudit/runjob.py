@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import argparse
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from functools import partial
-from typing import TextIO
+from pathlib import Path
+from typing import Any, TextIO
 
 import anyio
 import orjson
@@ -20,7 +21,9 @@ from fleetaudit.models import Credentials
 from fleetaudit.pipeline import client_settings, run_audit
 from fleetaudit.policy import Policy, load_policy
 from fleetaudit.progress import choose_progress
+from fleetaudit.report.staging import latest_run
 from fleetaudit.report.summary import run_summary
+from fleetaudit.terms import AuditStatus
 
 
 def run_from_args(
@@ -42,7 +45,7 @@ def run_from_args(
     print(run_summary(outcome.run_dir), file=out)
     code = outcome.exit_code
     if code != EXIT_OK:
-        print(f"coverage below min_coverage {settings.min_coverage}: exit {code}", file=out)
+        print(untrusted_note(outcome.manifest, latest_run(settings.out), code), file=out)
     violations = evaluate_gate(settings.gate, outcome.run_dir)
     if violations:
         print(format_violations(violations), file=out)
@@ -52,3 +55,14 @@ def run_from_args(
         manifest = orjson.loads((outcome.run_dir / "manifest.json").read_bytes())
         write_metrics(settings.metrics, manifest, exit_code=code)
     return code
+
+
+def untrusted_note(manifest: Mapping[str, Any], latest: Path | None, code: int) -> str:
+    """What a run below min_coverage means for its readers: its exit code and `LATEST`."""
+    covered = 1.0 - float(manifest.get("coverage", {}).get(AuditStatus.ERROR, 0.0))
+    still = f"still names {latest.parent.name}/{latest.name}" if latest else "names no run yet"
+    return (
+        f"coverage below min_coverage {manifest.get('min_coverage')}: {covered:.1%} of the "
+        f"devices got a definite answer; exit {code}. This run is kept but not trusted: "
+        f"LATEST {still} (the newest run whose coverage met the minimum)."
+    )

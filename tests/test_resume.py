@@ -461,7 +461,9 @@ def test_resume_never_mixes_inputs(
     assert manifest["set_aside"] == [abandoned]
     assert staged_run_ids(out) == {abandoned + ".set-aside"}
     warning = " ".join(r.getMessage() for r in caplog.records if r.levelname == "WARNING")
-    assert abandoned in warning and change in warning and "new run" in warning
+    assert abandoned in warning
+    assert change in warning
+    assert "new run" in warning
 
 
 def test_resume_continues_the_same_inputs_from_another_path(
@@ -483,4 +485,5 @@ def test_resume_continues_the_same_inputs_from_another_path(
     (run_dir,) = out.glob(RUN_GLOB)
     assert run_dir.name == f"run_id={abandoned}"
     manifest = orjson.loads((run_dir / "manifest.json").read_bytes())
-    assert manifest["sessions"] == 2 and manifest["set_aside"] == []
+    assert manifest["sessions"] == 2
+    assert manifest["set_aside"] == []
