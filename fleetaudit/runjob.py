@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import argparse
+import logging
 import sys
+import time
 from collections.abc import Callable, Mapping
 from functools import partial
 from pathlib import Path
@@ -13,10 +15,16 @@ import anyio
 import orjson
 
 from fleetaudit.config import settings_from
-from fleetaudit.errors import EXIT_GATE_FAILED, EXIT_OK
+from fleetaudit.errors import (
+    EXIT_GATE_FAILED,
+    EXIT_INCOMPLETE,
+    EXIT_OK,
+    FleetauditError,
+    exit_code_for,
+)
 from fleetaudit.gate import evaluate_gate, format_violations
 from fleetaudit.lock import run_lock
-from fleetaudit.metrics import write_metrics
+from fleetaudit.metrics import render_failure_metrics, render_metrics, write_metrics
 from fleetaudit.models import Credentials
 from fleetaudit.pipeline import client_settings, run_audit
 from fleetaudit.policy import Policy, load_policy
@@ -24,6 +32,8 @@ from fleetaudit.progress import choose_progress
 from fleetaudit.report.staging import latest_run
 from fleetaudit.report.summary import run_summary
 from fleetaudit.terms import AuditStatus
+
+log = logging.getLogger(__name__)
 
 
 def run_from_args(
@@ -39,7 +49,15 @@ def run_from_args(
     # Progress goes to stderr so the summary on stdout stays clean for pipes and mail.
     progress = choose_progress(sys.stderr, settings.log_format, quotas=quotas)
     with run_lock(settings.out):
-        outcome = anyio.run(partial(run_audit, settings, policy, credentials, progress=progress))
+        try:
+            outcome = anyio.run(
+                partial(run_audit, settings, policy, credentials, progress=progress)
+            )
+        except (FleetauditError, OSError) as error:
+            if settings.metrics:
+                # The alert on the failure itself: a run that never published still says so.
+                _write_failure_metrics(settings.metrics, settings.out, error)
+            raise
     # sys.stdout is read now, not at import, so a redirected stdout gets the summary.
     out = out or sys.stdout
     print(run_summary(outcome.run_dir), file=out)
@@ -52,9 +70,27 @@ def run_from_args(
         # An incomplete run (4) says more than a tripped gate (1).
         code = code or EXIT_GATE_FAILED
     if settings.metrics:
-        manifest = orjson.loads((outcome.run_dir / "manifest.json").read_bytes())
-        write_metrics(settings.metrics, manifest, exit_code=code)
+        text = render_metrics(outcome.manifest, exit_code=code, last_success=_latest(settings.out))
+        write_metrics(settings.metrics, text)
     return code
+
+
+def _latest(out: Path) -> dict[str, Any] | None:
+    """The manifest of the run LATEST names (the last success), if any."""
+    run_dir = latest_run(out)
+    return None if run_dir is None else orjson.loads((run_dir / "manifest.json").read_bytes())
+
+
+def _write_failure_metrics(path: Path, out: Path, error: BaseException) -> None:
+    code = exit_code_for(error) if isinstance(error, FleetauditError) else EXIT_INCOMPLETE
+    text = render_failure_metrics(
+        exit_code=code, failed_at=time.time(), reason=type(error).__name__,
+        last_success=_latest(out),
+    )  # fmt: skip
+    try:
+        write_metrics(path, text)
+    except OSError as write_error:
+        log.warning("could not write the metrics file %s: %s", path, write_error)
 
 
 def untrusted_note(manifest: Mapping[str, Any], latest: Path | None, code: int) -> str:

@@ -325,3 +325,29 @@ def test_published_files_respect_the_umask(tmp_path: Path, umask: int, mode: int
     assert {f.name: oct(f.stat().st_mode & 0o777) for f in files} == dict.fromkeys(
         (f.name for f in files), oct(mode)
     )
+
+
+def test_a_failed_run_writes_metrics_with_its_exit_code(tmp_path: Path) -> None:
+    """Wrong credentials (exit 3) and an unreachable platform (exit 4) publish nothing, yet the
+    textfile says so, keeping the last success, so that an alert fires on the failure."""
+    metrics = tmp_path / "textfile" / "fleetaudit.prom"
+    with emulator() as url:
+        assert cli.main(["run", str(write_job(tmp_path, url))]) == 0
+        with pytest.MonkeyPatch.context() as patch:
+            set_env_credentials(patch, KEY_ID, "not-the-secret")
+            assert cli.main(["run", str(write_job(tmp_path, url)), "--metrics", str(metrics)]) == 3
+    (trusted,) = published(tmp_path / "out")
+    finished_at = orjson.loads((trusted / "manifest.json").read_bytes())["finished_at"]
+    finished = datetime.fromisoformat(finished_at.replace("Z", "+00:00")).timestamp()
+    samples = metric_samples(metrics.read_text(encoding="utf-8"))
+    assert sample(samples, "run_exit_code") == 3
+    assert metric_key("fleetaudit_run_failure_timestamp_seconds", reason="AuthError") in samples
+    assert sample(samples, "last_success_timestamp_seconds") == pytest.approx(finished)
+
+    closed = "http://127.0.0.1:9/"  # the discard port: nothing listens on loopback
+    code = cli.main(["run", str(write_job(tmp_path, closed)), "--metrics", str(metrics),
+                     "--retry-attempts", "1"])  # fmt: skip
+    assert code == 4
+    samples = metric_samples(metrics.read_text(encoding="utf-8"))
+    assert sample(samples, "run_exit_code") == 4
+    assert metric_key("fleetaudit_run_failure_timestamp_seconds", reason="RunIncomplete") in samples
