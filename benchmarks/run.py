@@ -28,15 +28,23 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from harness import PYTHON, ROOT, ChildRun, emulator, run_child, write_devices
+from harness import BENCH_ENV, PYTHON, ROOT, ChildRun, emulator, env, run_child, write_devices
 
 SEED = 1
+# "No quota": the highest rate the settings accept, far above what one client can send.
+UNPACED = 10_000
 PER_DEVICE = ("ListOTAModuleVersionsByDevice", "ListOTAUnfinishedTaskByDevice")
 Row = tuple[str, str, str]  # (measure, value, goal)
 
 
 def fleetaudit_run(
-    url: str, devices: Path, out: Path, qps: float, *, uvloop: bool = False
+    url: str,
+    devices: Path,
+    out: Path,
+    qps: float,
+    *,
+    uvloop: bool = False,
+    extra: Sequence[str] = (),
 ) -> tuple[ChildRun, dict[str, Any]]:
     """One `fleetaudit run` as a child process; its measurements and its manifest."""
     shutil.rmtree(out, ignore_errors=True)
@@ -45,7 +53,7 @@ def fleetaudit_run(
     ]  # fmt: skip
     child = run_child(
         [*entry, "run", "--endpoint", url, "--devices", str(devices), "--out", str(out),
-         "--qps", str(qps), "--log-format", "json"]
+         "--qps", str(qps), "--log-format", "json", *extra]
     )  # fmt: skip
     run_dir = out / (out / "LATEST").read_text().strip()
     manifest: dict[str, Any] = json.loads((run_dir / "manifest.json").read_text())
@@ -132,7 +140,7 @@ def overhead(devices: int, runs: int, work: Path) -> list[Row]:
         return child, int(json.loads(child.stdout)["attempts"])
 
     def engine(url: str, uvloop: bool) -> tuple[ChildRun, int]:
-        child, manifest = fleetaudit_run(url, fleet, work / "overhead-out", 100000, uvloop=uvloop)
+        child, manifest = fleetaudit_run(url, fleet, work / "overhead-out", UNPACED, uvloop=uvloop)
         return child, api_totals(manifest)["attempts"]
 
     variants: dict[str, Callable[[str], tuple[ChildRun, int]]] = {
@@ -174,6 +182,80 @@ def overhead(devices: int, runs: int, work: Path) -> list[Row]:
     ]  # fmt: skip
 
 
+def commit_cadence(devices: int, runs: int, work: Path) -> list[Row]:
+    """(6) What a commit about every second costs, and what a crash loop loses with it."""
+    fleet = write_devices(devices, SEED, work / f"devices-{devices}.csv")
+    intervals = (10.0, 1.0, 0.25)
+    wall: dict[float, list[float]] = {}
+    cpu: dict[float, list[float]] = {}
+    with emulator(devices, SEED) as emu:
+        for index in range(runs):
+            for interval in intervals:
+                child, _ = fleetaudit_run(
+                    emu.url, fleet, work / "commit-out", UNPACED,
+                    extra=("--commit-interval", str(interval)),
+                )  # fmt: skip
+                wall.setdefault(interval, []).append(child.wall_s)
+                cpu.setdefault(interval, []).append(child.cpu_s)
+                print(
+                    f"  commit run {index + 1} every {interval} s: {child.wall_s:.1f} s wall, "
+                    f"{child.cpu_s:.1f} s CPU",
+                    flush=True,
+                )
+    rows: list[Row] = [
+        (f"6. {devices} devices unpaced, commit every {interval} s: wall | CPU",
+         f"{median(wall[interval]):.1f} | {median(cpu[interval]):.1f} s", "")
+        for interval in intervals
+    ]  # fmt: skip
+    rows.append(
+        ("6. CPU, commit every 1 s / every 10 s", f"{median(cpu[1.0]) / median(cpu[10.0]):.2f}x",
+         "")
+    )  # fmt: skip
+    for interval in (10.0, 1.0):
+        refetched, size = crash_loop(work, interval)
+        rows.append(
+            (f"6. crash loop (5 SIGKILLs, 6 s apart, 10 calls/s), commit every {interval} s",
+             f"{refetched} of {size} devices fetched again", "about 1 s of work per kill")
+        )  # fmt: skip
+    return rows
+
+
+def crash_loop(work: Path, interval: float, size: int = 332) -> tuple[int, int]:
+    """A run at 10 calls/s killed five times 6 s apart, then finished: devices fetched twice."""
+    from fleetaudit.emulator.app import STATS_KEY, create_app
+    from fleetaudit.emulator.server import serve_in_thread
+    from fleetaudit.emulator.synthetic import SyntheticFleet
+
+    fleet_file = write_devices(size, SEED, work / f"devices-{size}.csv")
+    out = work / "crash-out"
+    shutil.rmtree(out, ignore_errors=True)
+    app = create_app(
+        SyntheticFleet(size, seed=SEED),
+        credentials={
+            BENCH_ENV["FLEETAUDIT_ACCESS_KEY_ID"]: BENCH_ENV["FLEETAUDIT_ACCESS_KEY_SECRET"]
+        },
+    )
+    with serve_in_thread(app) as url:
+        argv = [PYTHON, "-m", "fleetaudit", "run", "--endpoint", url, "--devices",
+                str(fleet_file), "--out", str(out), "--qps", "10", "--log-format", "json",
+                "--commit-interval", str(interval)]  # fmt: skip
+        for kill in range(6):
+            proc = subprocess.Popen(
+                [*argv, *(["--resume"] if kill else [])],
+                env=env(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+            )  # fmt: skip
+            if kill == 5:
+                proc.wait()
+                break
+            try:
+                proc.wait(timeout=6.0)  # a benchmark's schedule, not a synchronization
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+        served = int(app[STATS_KEY].served["ListOTAUnfinishedTaskByDevice"])
+    return served - size, size
+
+
 def memory(sizes: Sequence[int], runs: int, work: Path, duckdb_size: int | None) -> list[Row]:
     """(4) Peak RSS of `fleetaudit run` per fleet size, quota unlimited; (5) DuckDB on one."""
     peaks: dict[int, float] = {}
@@ -185,7 +267,7 @@ def memory(sizes: Sequence[int], runs: int, work: Path, duckdb_size: int | None)
         repeat = runs if size <= 20000 else 1
         with emulator(size, SEED) as emu:
             for index in range(repeat):
-                child, manifest = fleetaudit_run(emu.url, fleet, work / f"mem-{size}", 100000)
+                child, manifest = fleetaudit_run(emu.url, fleet, work / f"mem-{size}", UNPACED)
                 rss.append(child.max_rss_mb)
                 walls.append(child.wall_s)
                 print(
@@ -267,14 +349,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument(
         "--only",
         action="append",
-        choices=("quota", "sdk", "overhead", "memory", "emulator"),
+        choices=("quota", "sdk", "overhead", "memory", "emulator", "commit"),
         help="run only these parts (repeatable); sdk implies quota",
     )
     parser.add_argument("--quota-devices", type=int, default=3000)
     parser.add_argument("--overhead-devices", type=int, default=10000)
     parser.add_argument("--work", type=Path, default=ROOT / "out" / "bench")
     args = parser.parse_args(argv)
-    parts = set(args.only or ("quota", "sdk", "overhead", "memory", "emulator"))
+    parts = set(args.only or ("quota", "sdk", "overhead", "memory", "emulator", "commit"))
     args.work.mkdir(parents=True, exist_ok=True)
     started = time.perf_counter()
     rows: list[Row] = []
@@ -289,6 +371,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         rows += memory(sizes, args.runs, args.work, duckdb_size=100000)
     if "emulator" in parts:
         rows += emulator_rate(args.overhead_devices, args.work)
+    if "commit" in parts:
+        rows += commit_cadence(args.overhead_devices, args.runs, args.work)
     print_table(rows, args.runs, time.perf_counter() - started)
     (args.work / "results.json").write_text(json.dumps(rows, indent=1))
     return 0

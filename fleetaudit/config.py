@@ -86,8 +86,9 @@ class Settings:
     """Every `fleetaudit run` setting, as the job file and the command line give it."""
 
     endpoint: str | None = setting(
-        Url(), "the platform's API endpoint", flag="--endpoint", metavar="URL", required=True
-    )
+        Url(), "the platform's API endpoint", flag="--endpoint", metavar="URL", required=True,
+        identity=True,
+    )  # fmt: skip
     devices: Path | None = setting(
         PathValue(), ".csv, .jsonl or .parquet", flag="--devices", metavar="PATH", required=True
     )
@@ -106,7 +107,7 @@ class Settings:
     )
     now: int | None = setting(
         Moment(), "the clock for task ages (default: the run's start)", flag="--now",
-        metavar="ISO8601",
+        metavar="ISO8601", identity=True,
     )  # fmt: skip
     resume: bool = setting(
         Flag(), "continue the newest unfinished run", default=False, flag="--resume"
@@ -140,8 +141,9 @@ class Settings:
         PathValue(), "write a Prometheus textfile here", flag="--metrics", metavar="PATH"
     )
     min_coverage: float = setting(
-        Number(0, 1), "share of devices (0..1) that must get a definite answer, else exit 4",
-        default=0.0, flag="--min-coverage", metavar="F",
+        Number(0, 1), "share of devices (0..1) that must get a definite answer, else exit 4 "
+        "and LATEST stays on the last run that had it", default=0.95, flag="--min-coverage",
+        metavar="F",
     )  # fmt: skip
     commit_every: int = setting(
         Whole(1, 1_000_000), "devices per durable commit: a killed run redoes at most this many",
@@ -154,6 +156,10 @@ class Settings:
     max_server_wait: float = setting(
         _SECONDS, "the longest pause a server's retry-after hint may impose, seconds",
         default=60.0,
+    )  # fmt: skip
+    commit_interval: float = setting(
+        _SECONDS, "seconds between durable commits: a killed run loses at most about this much",
+        default=1.0, flag="--commit-interval", metavar="S",
     )  # fmt: skip
     gate: GateRules = setting(Section(GateRules), "the [gate] table", default=GateRules())
 

@@ -28,11 +28,20 @@ _API_COUNTERS: tuple[tuple[str, str, str], ...] = (
 Sample = tuple[Mapping[str, str], float]
 
 
-def render_metrics(manifest: Mapping[str, Any], *, exit_code: int | None = None) -> str:
-    """The Prometheus text exposition of one finished run (HELP and TYPE for each metric)."""
+def render_metrics(
+    manifest: Mapping[str, Any],
+    *,
+    exit_code: int | None = None,
+    last_success: Mapping[str, Any] | None = None,
+) -> str:
+    """The Prometheus text exposition of one finished run (HELP and TYPE for each metric).
+
+    The last success is this run if its coverage met the minimum, else `last_success` (the
+    manifest of the run `LATEST` names), so a staleness alert sees untrusted runs as failures.
+    """
     counts = manifest.get("counts", {})
-    complete = manifest.get("status") == "complete"
-    finished = _epoch_seconds(manifest.get("finished_at")) if complete else None
+    trusted = manifest.get("status") == "complete" and manifest.get("coverage_ok", True)
+    finished = success_seconds(manifest if trusted else last_success)
     blocks = [
         _gauge(
             "run_info",
@@ -81,27 +90,56 @@ def render_metrics(manifest: Mapping[str, Any], *, exit_code: int | None = None)
     for key, name, help_text in _API_COUNTERS:
         samples = [({"action": a}, stats.get(key, 0)) for a, stats in api.items()]
         blocks.append(_gauge(name, help_text, samples))
-    if finished is not None:
+    blocks += _outcome(exit_code, finished)
+    return "".join(blocks)
+
+
+def render_failure_metrics(
+    *, exit_code: int, failed_at: float, reason: str, last_success: Mapping[str, Any] | None
+) -> str:
+    """The textfile of a run that ended without publishing (exit 2, 3 or 4): its exit code,
+    when it failed and why (a word: the error's kind), and the last success before it."""
+    blocks = [
+        _gauge(
+            "run_failure_timestamp_seconds",
+            "When the last run failed without publishing a run (Unix time), per reason.",
+            [({"reason": reason}, failed_at)],
+        ),
+        *_outcome(exit_code, success_seconds(last_success)),
+    ]
+    return "".join(blocks)
+
+
+def success_seconds(manifest: Mapping[str, Any] | None) -> float | None:
+    """When a trusted run finished (Unix time); None for no run."""
+    return None if manifest is None else _epoch_seconds(manifest.get("finished_at"))
+
+
+def write_metrics(path: Path, text: str) -> None:
+    """Replace the textfile at `path` with `text`, atomically."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    write_atomic(path, text.encode("utf-8"))
+
+
+def _outcome(exit_code: int | None, last_success_s: float | None) -> list[str]:
+    blocks = []
+    if last_success_s is not None:
         blocks.append(
             _gauge(
                 "last_success_timestamp_seconds",
-                "When the last complete run finished (Unix time).",
-                [({}, finished)],
+                "When the last run you can trust (LATEST) finished (Unix time).",
+                [({}, last_success_s)],
             )
         )
     if exit_code is not None:
         blocks.append(
             _gauge(
-                "run_exit_code", "Exit code of the last run (1: gate failed).", [({}, exit_code)]
+                "run_exit_code",
+                "Exit code of the last run (1: gate failed, 3: credentials, 4: incomplete).",
+                [({}, exit_code)],
             )
         )
-    return "".join(blocks)
-
-
-def write_metrics(path: Path, manifest: Mapping[str, Any], *, exit_code: int | None = None) -> None:
-    """Replace the textfile at `path` with the metrics of `manifest`, atomically."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    write_atomic(path, render_metrics(manifest, exit_code=exit_code).encode("utf-8"))
+    return blocks
 
 
 def _gauge(name: str, help_text: str, samples: Iterable[Sample]) -> str:

@@ -6,6 +6,7 @@ one place that wires the real ones together for a run.
 
 from __future__ import annotations
 
+import logging
 import random
 import shutil
 import signal
@@ -28,6 +29,7 @@ from fleetaudit.config import Settings
 from fleetaudit.devices import DeviceListCheck, read_devices, validate_device_list
 from fleetaudit.durations import time_id
 from fleetaudit.errors import AuthError, RunIncomplete, UsageError
+from fleetaudit.inputs import input_differences, run_inputs
 from fleetaudit.models import CallFailure, Credentials, DeviceResult, Firmware
 from fleetaudit.policy import Policy
 from fleetaudit.report.manifest import build_manifest
@@ -40,9 +42,11 @@ from fleetaudit.report.resume import (
     finding_counts,
     value_counts,
 )
-from fleetaudit.report.staging import RunStaging, remove_stale_staging
+from fleetaudit.report.staging import RunStaging, SetAside, remove_stale_staging
 from fleetaudit.settings import manifest_values
 from fleetaudit.terms import AuditStatus, Table
+
+log = logging.getLogger(__name__)
 
 # The client's codes for a call the platform never answered (see api/client.py `_send`).
 _NO_ANSWER = frozenset({"ConnectionError", "Timeout"})
@@ -104,7 +108,6 @@ async def run_audit(
     policy: Policy,
     credentials: Credentials,
     *,
-    commit_interval_s: float = 10.0,
     clock: Callable[[], float] = time.time,
     rng: random.Random | None = None,
     progress: ProgressSink | None = None,
@@ -115,14 +118,15 @@ async def run_audit(
     client = client_settings(settings)
     config = manifest_config(settings, client)
     device_list = validate_device_list(settings.devices)
+    inputs = run_inputs(settings)
     started_ms = int(clock() * 1000)
-    staging = _open_staging(settings, config, started_ms, rng)
+    staging = _open_staging(settings, config, inputs, started_ms, rng)
     if isinstance(staging, Path):
         return _published_outcome(staging)
     now_ms = int(staging.meta["now_ms"])
     try:
         api_stats = await _collect(
-            _Run(settings.devices, client, policy, settings.commit_every, commit_interval_s),
+            _Run(settings.devices, client, policy, settings.commit_every, settings.commit_interval),
             credentials,
             staging,
             now_ms,
@@ -163,9 +167,13 @@ async def run_audit(
             "min_coverage": settings.min_coverage,
             "coverage_ok": coverage >= settings.min_coverage,
             "sessions": int(staging.meta.get("sessions", 1)),
+            "inputs": staging.meta["inputs"],
+            "set_aside": staging.meta["set_aside"],
         },
     )
-    run_dir = await anyio.to_thread.run_sync(staging.finalize, manifest)
+    run_dir = await anyio.to_thread.run_sync(
+        partial(staging.finalize, manifest, trusted=coverage >= settings.min_coverage)
+    )
     exit_code = 0 if coverage >= settings.min_coverage else RunIncomplete.exit_code
     return RunOutcome(run_dir=run_dir, manifest=manifest, exit_code=exit_code)
 
@@ -188,15 +196,35 @@ def _published_outcome(run_dir: Path) -> RunOutcome:
 
 
 def _open_staging(
-    settings: Settings, config: Mapping[str, Any], started_ms: int, rng: random.Random
+    settings: Settings,
+    config: Mapping[str, Any],
+    inputs: Mapping[str, Any],
+    started_ms: int,
+    rng: random.Random,
 ) -> RunStaging | Path:
     """A new staged run, the newest one to resume, or the run directory of one that died
-    after it was published (a resume then has nothing left to do)."""
+    after it was published (a resume then has nothing left to do).
+
+    A staged run made from other inputs is never continued (that would publish a mix of two
+    runs): it is set aside with a warning and a new run starts, so that cron keeps working.
+    """
+    set_aside: list[str] = []
     if settings.resume:
-        staging = RunStaging.resume_newest(settings.out)
+        staging = RunStaging.resume_newest(
+            settings.out, lambda meta: input_differences(meta.get("inputs"), inputs)
+        )
         if isinstance(staging, Path):
             return staging
-        if staging is not None:
+        if isinstance(staging, SetAside):
+            log.warning(
+                "--resume: staged run %s was not continued because %s changed; it is kept "
+                "in %s and a new run starts",
+                staging.run_id,
+                ", ".join(staging.reasons),
+                staging.path,
+            )
+            set_aside.append(staging.run_id)
+        elif staging is not None:
             staging.meta["resumed"] = True
             staging.meta["sessions"] = int(staging.meta.get("sessions", 1)) + 1
             staging.save_meta()
@@ -209,6 +237,8 @@ def _open_staging(
         "started_at_ms": started_ms,
         "now_ms": settings.now if settings.now is not None else started_ms,
         "config": dict(config),
+        "inputs": dict(inputs),
+        "set_aside": set_aside,
         "sessions": 1,
     }
     return RunStaging.create(settings.out, run_id, meta)

@@ -3,24 +3,37 @@
 from __future__ import annotations
 
 import argparse
+import logging
 import sys
-from collections.abc import Callable
+import time
+from collections.abc import Callable, Mapping
 from functools import partial
-from typing import TextIO
+from pathlib import Path
+from typing import Any, TextIO
 
 import anyio
 import orjson
 
 from fleetaudit.config import settings_from
-from fleetaudit.errors import EXIT_GATE_FAILED, EXIT_OK
+from fleetaudit.errors import (
+    EXIT_GATE_FAILED,
+    EXIT_INCOMPLETE,
+    EXIT_OK,
+    FleetauditError,
+    exit_code_for,
+)
 from fleetaudit.gate import evaluate_gate, format_violations
 from fleetaudit.lock import run_lock
-from fleetaudit.metrics import write_metrics
+from fleetaudit.metrics import render_failure_metrics, render_metrics, write_metrics
 from fleetaudit.models import Credentials
 from fleetaudit.pipeline import client_settings, run_audit
 from fleetaudit.policy import Policy, load_policy
 from fleetaudit.progress import choose_progress
+from fleetaudit.report.staging import latest_run
 from fleetaudit.report.summary import run_summary
+from fleetaudit.terms import AuditStatus
+
+log = logging.getLogger(__name__)
 
 
 def run_from_args(
@@ -36,19 +49,56 @@ def run_from_args(
     # Progress goes to stderr so the summary on stdout stays clean for pipes and mail.
     progress = choose_progress(sys.stderr, settings.log_format, quotas=quotas)
     with run_lock(settings.out):
-        outcome = anyio.run(partial(run_audit, settings, policy, credentials, progress=progress))
+        try:
+            outcome = anyio.run(
+                partial(run_audit, settings, policy, credentials, progress=progress)
+            )
+        except (FleetauditError, OSError) as error:
+            if settings.metrics:
+                # The alert on the failure itself: a run that never published still says so.
+                _write_failure_metrics(settings.metrics, settings.out, error)
+            raise
     # sys.stdout is read now, not at import, so a redirected stdout gets the summary.
     out = out or sys.stdout
     print(run_summary(outcome.run_dir), file=out)
     code = outcome.exit_code
     if code != EXIT_OK:
-        print(f"coverage below min_coverage {settings.min_coverage}: exit {code}", file=out)
+        print(untrusted_note(outcome.manifest, latest_run(settings.out), code), file=out)
     violations = evaluate_gate(settings.gate, outcome.run_dir)
     if violations:
         print(format_violations(violations), file=out)
         # An incomplete run (4) says more than a tripped gate (1).
         code = code or EXIT_GATE_FAILED
     if settings.metrics:
-        manifest = orjson.loads((outcome.run_dir / "manifest.json").read_bytes())
-        write_metrics(settings.metrics, manifest, exit_code=code)
+        text = render_metrics(outcome.manifest, exit_code=code, last_success=_latest(settings.out))
+        write_metrics(settings.metrics, text)
     return code
+
+
+def _latest(out: Path) -> dict[str, Any] | None:
+    """The manifest of the run LATEST names (the last success), if any."""
+    run_dir = latest_run(out)
+    return None if run_dir is None else orjson.loads((run_dir / "manifest.json").read_bytes())
+
+
+def _write_failure_metrics(path: Path, out: Path, error: BaseException) -> None:
+    code = exit_code_for(error) if isinstance(error, FleetauditError) else EXIT_INCOMPLETE
+    text = render_failure_metrics(
+        exit_code=code, failed_at=time.time(), reason=type(error).__name__,
+        last_success=_latest(out),
+    )  # fmt: skip
+    try:
+        write_metrics(path, text)
+    except OSError as write_error:
+        log.warning("could not write the metrics file %s: %s", path, write_error)
+
+
+def untrusted_note(manifest: Mapping[str, Any], latest: Path | None, code: int) -> str:
+    """What a run below min_coverage means for its readers: its exit code and `LATEST`."""
+    covered = 1.0 - float(manifest.get("coverage", {}).get(AuditStatus.ERROR, 0.0))
+    still = f"still names {latest.parent.name}/{latest.name}" if latest else "names no run yet"
+    return (
+        f"coverage below min_coverage {manifest.get('min_coverage')}: {covered:.1%} of the "
+        f"devices got a definite answer; exit {code}. This run is kept but not trusted: "
+        f"LATEST {still} (the newest run whose coverage met the minimum)."
+    )

@@ -12,7 +12,8 @@ derives:
   (an unknown key or a wrong type is a `UsageError` naming the file and the key);
 - `option_values(cls, args)`: the values the command line set;
 - `build(cls, *layers)`: the settings, each later layer overriding the earlier ones;
-- `manifest_values(obj)`: the settings the manifest records, as JSON values.
+- `manifest_values(obj)`: the settings the manifest records, as JSON values;
+- `identity_values(obj)`: the settings that change what a run finds (a resume checks them).
 
 `Section` nests a settings class as a table (`[gate]`). Pure: nothing here reads a file.
 """
@@ -72,6 +73,8 @@ class Row(Generic[T]):
     metavar: str | None = None
     manifest: bool = True  # whether manifest.json's `config` records it
     required: bool = False  # a run cannot start without it (its default is None)
+    # It changes what a run finds: a resumed run must have the same value (pipeline.py).
+    identity: bool = False
 
 
 def setting(
@@ -83,9 +86,10 @@ def setting(
     metavar: str | None = None,
     manifest: bool = True,
     required: bool = False,
+    identity: bool = False,
 ) -> Any:
     """Declare one setting as a dataclass field (see the module docstring)."""
-    row = Row(kind, help, flag, metavar, manifest, required)
+    row = Row(kind, help, flag, metavar, manifest, required, identity)
     if isinstance(default, dict):
         frozen = MappingProxyType(default)
         return dataclasses.field(default_factory=lambda: frozen, metadata={_ROW: row})
@@ -182,6 +186,15 @@ def manifest_values(obj: object) -> dict[str, Any]:
             value = getattr(obj, name)
             out[name] = None if value is None else row.kind.to_json(value)
     return out
+
+
+def identity_values(obj: object) -> dict[str, Any]:
+    """The settings of `obj` that change what a run finds, as JSON values."""
+    return {
+        name: None if (value := getattr(obj, name)) is None else row.kind.to_json(value)
+        for name, row in rows(type(obj)).items()
+        if row.identity
+    }
 
 
 def describe(cls: type[Any]) -> list[tuple[str, str | None, str, str, object]]:

@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from fleetaudit.metrics import render_metrics, write_metrics
+from fleetaudit.metrics import render_failure_metrics, render_metrics, write_metrics
 from fleetaudit.report.manifest import build_manifest
 
 from helpers import Samples, metric_key, metric_samples
@@ -121,6 +121,32 @@ def test_write_metrics_replaces_the_file_whole(tmp_path: Path) -> None:
     path.parent.mkdir()
     path.write_text("stale\n", encoding="utf-8")
     manifest: Mapping[str, Any] = _manifest()
-    write_metrics(path, manifest)
+    write_metrics(path, render_metrics(manifest))
     assert path.read_text(encoding="utf-8") == render_metrics(manifest)
     assert [p.name for p in path.parent.iterdir()] == ["fleetaudit.prom"]
+
+
+def test_an_untrusted_run_reports_the_trusted_run_as_last_success() -> None:
+    """A run below min_coverage is no success: the last success is the run LATEST names."""
+    earlier = _manifest(finished_at="2024-11-18T09:00:00Z")
+    untrusted = _manifest(coverage_ok=False)
+    samples = metric_samples(render_metrics(untrusted, exit_code=4, last_success=earlier))
+    key = metric_key("fleetaudit_last_success_timestamp_seconds")
+    assert samples[key] == 1731920400
+    assert key not in metric_samples(render_metrics(untrusted, exit_code=4))
+
+
+def test_failure_metrics_name_the_exit_code_the_reason_and_the_last_success() -> None:
+    """A run that published nothing still writes its exit code and when and why it failed."""
+    text = render_failure_metrics(
+        exit_code=3, failed_at=1732010000.5, reason="AuthError", last_success=_manifest()
+    )
+    samples = metric_samples(text)
+    assert samples[metric_key("fleetaudit_run_exit_code")] == 3
+    assert samples[metric_key("fleetaudit_run_failure_timestamp_seconds", reason="AuthError")] == (
+        1732010000.5
+    )
+    assert (
+        samples[metric_key("fleetaudit_last_success_timestamp_seconds")]
+        == (START_MS + 90_500) / 1000
+    )

@@ -5,6 +5,7 @@ progress on a terminal and in logs, the progress tick, and the Prometheus textfi
 from __future__ import annotations
 
 import io
+import os
 import re
 import sys
 from collections.abc import Iterator
@@ -125,26 +126,47 @@ def test_passing_gate_exits_0(tmp_path: Path, capsys: pytest.CaptureFixture[str]
     assert "FAILED" not in capsys.readouterr().out
 
 
-def test_unmet_min_coverage_exits_4_but_publishes(
+def test_unmet_min_coverage_exits_4_and_keeps_latest_on_the_trusted_run(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    """A device that always fails under min_coverage 0.95 exits 4; the run is still published."""
+    """A run that misses min_coverage (the default, 0.95) exits 4 and is published, but
+    LATEST stays on the newest run that met it, and the summary says so."""
+    out = tmp_path / "out"
+    with emulator() as url:
+        assert cli.main(["run", str(write_job(tmp_path, url))]) == 0
+    (trusted,) = published(out)
+    capsys.readouterr()
     plan = FaultPlan(failing_devices={"d01": "iot.ota.SomethingBroken"})
     with emulator(faults=plan) as url:
-        job = write_job(tmp_path, url, "min_coverage = 0.95\n")
-        code = cli.main(["run", str(job)])
+        code = cli.main(["run", str(write_job(tmp_path, url))])
     stdout = capsys.readouterr().out
+    assert code == 4
+    assert len(published(out)) == 2
+    latest = (out / "LATEST").read_text(encoding="utf-8").strip()
+    assert out / latest == trusted
+    assert "coverage below min_coverage 0.95: 90.0% of the devices" in stdout
+    assert f"not trusted: LATEST still names {latest}" in stdout
+
+
+def test_a_first_run_below_min_coverage_writes_no_latest(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """With no trusted run yet, LATEST is not written at all (a reader finds no run)."""
+    plan = FaultPlan(failing_devices={"d01": "iot.ota.SomethingBroken"})
+    with emulator(faults=plan) as url:
+        code = cli.main(["run", str(write_job(tmp_path, url, "min_coverage = 0.99\n"))])
     out = tmp_path / "out"
     assert code == 4
-    assert "coverage below min_coverage 0.95" in stdout
-    assert published(out) == [out / (out / "LATEST").read_text(encoding="utf-8").strip()]
+    assert len(published(out)) == 1
+    assert not (out / "LATEST").exists()
+    assert "LATEST names no run yet" in capsys.readouterr().out
 
 
 def test_device_without_module_list_has_no_module_findings(tmp_path: Path) -> None:
     """A device whose module listing failed is an error row, not a `module_missing` finding."""
     plan = FaultPlan(failing_devices={"d01": "iot.ota.SomethingBroken"})
     with emulator(faults=plan) as url:
-        assert cli.main(["run", str(write_job(tmp_path, url))]) == 0
+        assert cli.main(["run", str(write_job(tmp_path, url, "min_coverage = 0.5\n"))]) == 0
     (run_dir,) = published(tmp_path / "out")
     findings = pq.read_table(run_dir / "findings.parquet").to_pylist()
     devices = pq.read_table(run_dir / "devices.parquet").to_pylist()
@@ -262,7 +284,8 @@ def test_metrics_textfile_describes_the_run(
     metrics = tmp_path / "textfile" / "fleetaudit.prom"
     plan = FaultPlan(failing_devices={"d01": "iot.ota.SomethingBroken"})
     with emulator(faults=plan) as url:
-        code = cli.main(["run", str(write_job(tmp_path, url)), "--metrics", str(metrics)])
+        job = write_job(tmp_path, url, "min_coverage = 0.5\n")
+        code = cli.main(["run", str(job), "--metrics", str(metrics)])
     assert code == 0
     samples = metric_samples(metrics.read_text(encoding="utf-8"))
     assert sample(samples, "devices", status="ok") == 9
@@ -276,3 +299,55 @@ def test_metrics_textfile_describes_the_run(
     finished_at = orjson.loads(manifest_path.read_bytes())["finished_at"]
     finished = datetime.fromisoformat(finished_at.replace("Z", "+00:00")).timestamp()
     assert sample(samples, "last_success_timestamp_seconds") == pytest.approx(finished)
+
+
+# ---------------------------------------------------------------------------- file modes
+
+
+@pytest.mark.parametrize(("umask", "mode"), [(0o022, 0o644), (0o027, 0o640)])
+def test_published_files_respect_the_umask(tmp_path: Path, umask: int, mode: int) -> None:
+    """Every published file, manifest, LATEST, metrics and cancel plan included, gets the mode
+    the umask gives (they used to be 0600: node_exporter as another user could not read)."""
+    metrics = tmp_path / "textfile" / "fleetaudit.prom"
+    previous = os.umask(umask)
+    try:
+        with emulator() as url:
+            job = write_job(tmp_path, url)
+            assert cli.main(["run", str(job), "--metrics", str(metrics)]) == 0
+        out = tmp_path / "out"
+        (run_dir,) = published(out)
+        assert cli.main(["cancel", str(run_dir)]) == 0
+    finally:
+        os.umask(previous)
+    files = [out / "LATEST", metrics, *run_dir.iterdir()]
+    assert run_dir / "cancel-plan.parquet" in files
+    assert run_dir / "manifest.json" in files
+    assert {f.name: oct(f.stat().st_mode & 0o777) for f in files} == dict.fromkeys(
+        (f.name for f in files), oct(mode)
+    )
+
+
+def test_a_failed_run_writes_metrics_with_its_exit_code(tmp_path: Path) -> None:
+    """Wrong credentials (exit 3) and an unreachable platform (exit 4) publish nothing, yet the
+    textfile says so, keeping the last success, so that an alert fires on the failure."""
+    metrics = tmp_path / "textfile" / "fleetaudit.prom"
+    with emulator() as url:
+        assert cli.main(["run", str(write_job(tmp_path, url))]) == 0
+        with pytest.MonkeyPatch.context() as patch:
+            set_env_credentials(patch, KEY_ID, "not-the-secret")
+            assert cli.main(["run", str(write_job(tmp_path, url)), "--metrics", str(metrics)]) == 3
+    (trusted,) = published(tmp_path / "out")
+    finished_at = orjson.loads((trusted / "manifest.json").read_bytes())["finished_at"]
+    finished = datetime.fromisoformat(finished_at.replace("Z", "+00:00")).timestamp()
+    samples = metric_samples(metrics.read_text(encoding="utf-8"))
+    assert sample(samples, "run_exit_code") == 3
+    assert metric_key("fleetaudit_run_failure_timestamp_seconds", reason="AuthError") in samples
+    assert sample(samples, "last_success_timestamp_seconds") == pytest.approx(finished)
+
+    closed = "http://127.0.0.1:9/"  # the discard port: nothing listens on loopback
+    code = cli.main(["run", str(write_job(tmp_path, closed)), "--metrics", str(metrics),
+                     "--retry-attempts", "1"])  # fmt: skip
+    assert code == 4
+    samples = metric_samples(metrics.read_text(encoding="utf-8"))
+    assert sample(samples, "run_exit_code") == 4
+    assert metric_key("fleetaudit_run_failure_timestamp_seconds", reason="RunIncomplete") in samples

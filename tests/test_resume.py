@@ -350,7 +350,8 @@ def test_resume_after_a_kill_between_publish_and_tidy_up_audits_nothing_again(
         run_id = run_dir.name.removeprefix("run_id=")
         # The state a kill leaves between the rename and the tidy-up: the staged run is
         # still there and LATEST is not written yet.
-        RunStaging.create(out, run_id, {"now_ms": 0})
+        inputs = orjson.loads((run_dir / "manifest.json").read_bytes())["inputs"]
+        RunStaging.create(out, run_id, {"now_ms": 0, "inputs": inputs})
         (out / "LATEST").unlink()
         served_before = tasks_served(app)
         assert cli.main(run_argv(url, devices, out, "--resume")) == 0
@@ -385,3 +386,104 @@ def test_sigterm_commits_what_finished_and_exits_4(
     assert read_run(out) == expected
     # Devices committed before SIGTERM, the last batch included, are not fetched again.
     assert refetched == SIZE - committed
+
+
+# ---------------------------------------------------------------------------- commit cadence
+
+
+def test_default_commits_keep_a_killed_run_within_a_second(tmp_path: Path) -> None:
+    """With the default settings a run commits about every second, not every 10 s: a run
+    killed mid-way has kept what finished, and its resume fetches only the rest.
+
+    Paced at 25 calls/s the run takes several seconds; it must commit at least twice
+    while it runs (it used to commit only every 10 s or 1000 devices, so never here).
+    """
+    size = 150
+    fleet = SyntheticFleet(size, seed=5)
+    devices = write_device_list(tmp_path / "devices.csv", fleet)
+    out = tmp_path / "out"
+    argv = ["run", "--endpoint", "", "--devices", str(devices), "--out", str(out),
+            "--now", NOW_ISO, "--qps", "25"]  # fmt: skip
+    with emulator_url(fleet, credentials={KEY_ID: SECRET}, quotas=UNLIMITED) as (url, app):
+        argv[2] = url
+        kill_when(start_run(argv), lambda: journal_lines(out) >= 2)
+        committed = committed_devices(out)
+        assert 0 < committed < size
+        served_before = tasks_served(app)
+        finish(start_run([*argv, "--resume"]))
+        resumed_calls = tasks_served(app) - served_before
+    assert resumed_calls == size - committed
+    assert len(read_run(out)["devices"]) == size
+
+
+# ---------------------------------------------------------------------------- other inputs
+
+
+def run_and_abandon(out: Path, url: str, argv: list[str]) -> str:
+    """Start a run, SIGKILL it after its first commit; returns its run id."""
+    kill_when(start_run(argv), lambda: journal_lines(out) >= 1)
+    (run_id,) = staged_run_ids(out)
+    return run_id
+
+
+@pytest.mark.parametrize("change", ["device list", "policy", "now"])
+def test_resume_never_mixes_inputs(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture, change: str
+) -> None:
+    """`--resume` after the device list, the policy or a result-changing setting changed sets
+    the staged run aside, says so, and audits today's inputs afresh (exit 0, for cron)."""
+    fleet = SyntheticFleet(200, seed=7)
+    devices = write_device_list(tmp_path / "devices.csv", fleet)
+    policy = tmp_path / "policy.toml"
+    policy.write_text("", encoding="utf-8")
+    out = tmp_path / "out"
+    set_credentials(monkeypatch)
+    with emulator_url(fleet, credentials={KEY_ID: SECRET}, quotas=UNLIMITED) as (url, app):
+        argv = run_argv(url, devices, out, "--policy", str(policy))
+        abandoned = run_and_abandon(out, url, argv)
+        if change == "device list":
+            lines = devices.read_text(encoding="utf-8").splitlines()
+            devices.write_text("\n".join(lines[:51]) + "\n", encoding="utf-8")  # 50 devices
+        elif change == "policy":
+            policy.write_text('[stalled_after]\nQUEUED = "1h"\n', encoding="utf-8")
+        else:
+            argv = [*argv[: argv.index("--now") + 1], "2024-11-20T00:00:00Z",
+                    *argv[argv.index("--now") + 2 :]]  # fmt: skip
+        served_before = tasks_served(app)
+        assert cli.main([*argv, "--resume"]) == 0
+        served = tasks_served(app) - served_before
+    expected_devices = 50 if change == "device list" else 200
+    assert served == expected_devices  # all of today's devices, none taken from the old run
+    (run_dir,) = out.glob(RUN_GLOB)
+    assert run_dir.name != f"run_id={abandoned}"
+    assert len(pq.read_table(run_dir / "devices.parquet")) == expected_devices
+    manifest = orjson.loads((run_dir / "manifest.json").read_bytes())
+    assert manifest["set_aside"] == [abandoned]
+    assert staged_run_ids(out) == {abandoned + ".set-aside"}
+    warning = " ".join(r.getMessage() for r in caplog.records if r.levelname == "WARNING")
+    assert abandoned in warning
+    assert change in warning
+    assert "new run" in warning
+
+
+def test_resume_continues_the_same_inputs_from_another_path(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The device list counts by content: the same export under another name resumes."""
+    fleet = SyntheticFleet(200, seed=7)
+    devices = write_device_list(tmp_path / "devices.csv", fleet)
+    out = tmp_path / "out"
+    set_credentials(monkeypatch)
+    with emulator_url(fleet, credentials={KEY_ID: SECRET}, quotas=UNLIMITED) as (url, app):
+        abandoned = run_and_abandon(out, url, run_argv(url, devices, out))
+        committed = committed_devices(out)
+        moved = devices.rename(tmp_path / "devices-copy.csv")
+        served_before = tasks_served(app)
+        assert cli.main(run_argv(url, moved, out, "--resume")) == 0
+        served = tasks_served(app) - served_before
+    assert served == 200 - committed
+    (run_dir,) = out.glob(RUN_GLOB)
+    assert run_dir.name == f"run_id={abandoned}"
+    manifest = orjson.loads((run_dir / "manifest.json").read_bytes())
+    assert manifest["sessions"] == 2
+    assert manifest["set_aside"] == []

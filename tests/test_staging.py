@@ -252,11 +252,37 @@ def test_resume_completes_a_finalize_cut_after_rename(tmp_path: Path) -> None:
     staging = _staged(tmp_path, "a")
     target = tmp_path / run_relpath(RUN_ID)
     target.parent.mkdir(parents=True)
-    (tmp_path / ".staging" / RUN_ID / "final").mkdir()
-    (tmp_path / ".staging" / RUN_ID / "final").rename(target)
+    final = tmp_path / ".staging" / RUN_ID / "final"
+    final.mkdir()
+    (final / "manifest.json").write_bytes(b'{"coverage_ok": true}')
+    final.rename(target)
     assert RunStaging.resume_newest(tmp_path) == target
     assert not staging.path.exists()
     assert latest_run(tmp_path) == target
+
+
+def test_resume_completes_an_untrusted_finalize_without_latest(tmp_path: Path) -> None:
+    """The same for a run below min_coverage: tidied up, but LATEST is not moved to it."""
+    staging = _staged(tmp_path, "a")
+    target = tmp_path / run_relpath(RUN_ID)
+    target.parent.mkdir(parents=True)
+    final = tmp_path / ".staging" / RUN_ID / "final"
+    final.mkdir()
+    (final / "manifest.json").write_bytes(b'{"coverage_ok": false}')
+    final.rename(target)
+    assert RunStaging.resume_newest(tmp_path) == target
+    assert not staging.path.exists()
+    assert latest_run(tmp_path) is None
+
+
+def test_finalize_untrusted_publishes_without_moving_latest(tmp_path: Path) -> None:
+    """An untrusted run is renamed into place; LATEST keeps naming the trusted one."""
+    first = _staged(tmp_path, "a").finalize({})
+    second = RunStaging.create(tmp_path, "29991231T000000Z-000002", {})
+    untrusted = second.finalize({}, trusted=False)
+    assert untrusted.is_dir()
+    assert untrusted != first
+    assert latest_run(tmp_path) == first
 
 
 def test_half_built_final_dir_is_rebuilt(tmp_path: Path) -> None:

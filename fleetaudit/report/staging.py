@@ -13,7 +13,8 @@ Crash safety comes from ordering, not from cleanup: a commit writes and fsyncs i
 any part the journal names is durable and any part it does not name is garbage from an
 interrupted commit, deleted on open. A torn last journal line (the process died inside
 the append) is cut off on open. Finalize builds the run directory beside the parts, fsyncs
-it, renames it into place (one atomic step that makes it visible), then replaces `LATEST`.
+it, renames it into place (one atomic step that makes it visible), then replaces `LATEST`
+(only for a run whose coverage met the minimum: `LATEST` is the newest run you can trust).
 Only names matching `run_date=*` are ever complete runs.
 """
 
@@ -23,6 +24,7 @@ import os
 import shutil
 import tempfile
 from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 from typing import Any, BinaryIO
@@ -36,6 +38,9 @@ from fleetaudit.report.schema import SCHEMA_VERSION, TABLES, rows_to_batch, sche
 
 STAGING_DIR = ".staging"
 LATEST = "LATEST"
+# A staged run that a resume must not continue (other inputs, another schema) is renamed
+# to RUN_ID + this, kept for a look and removed with the other stale staging after a week.
+SET_ASIDE = ".set-aside"
 _META = "meta.json"
 _JOURNAL = "journal.jsonl"
 _PARTS = "parts"
@@ -73,7 +78,8 @@ def write_table_atomic(path: Path, data: pa.Table) -> None:
 
 
 def latest_run(out: Path) -> Path | None:
-    """The newest complete run named by `OUT/LATEST`, or None when there is none."""
+    """The newest run you can trust (complete, its coverage met `min_coverage`), as named
+    by `OUT/LATEST`; None when there is none."""
     try:
         rel = (out / LATEST).read_text(encoding="utf-8").strip()
     except FileNotFoundError:
@@ -93,6 +99,15 @@ def remove_stale_staging(out: Path, now_ms: int, max_age_s: int = 7 * 86400) -> 
             shutil.rmtree(entry)
             removed.append(entry)
     return removed
+
+
+@dataclass(frozen=True)
+class SetAside:
+    """A staged run that `--resume` would not continue: where it went, and why."""
+
+    run_id: str
+    path: Path
+    reasons: tuple[str, ...]
 
 
 class RunStaging:
@@ -140,25 +155,52 @@ class RunStaging:
         return staging
 
     @classmethod
-    def resume_newest(cls, out: Path) -> RunStaging | Path | None:
+    def resume_newest(
+        cls,
+        out: Path,
+        differences: Callable[[Mapping[str, Any]], list[str]] = lambda meta: [],
+    ) -> RunStaging | Path | SetAside | None:
         """The newest staged run, reopened; None when there is none.
 
-        A run that died after its rename into place is complete: its tidy-up is finished
-        and its run directory returned instead, so that a resume does not audit again.
+        `differences(meta)` says how the staged run's inputs differ from today's: such a run
+        is set aside (so is one staged by another schema version) and returned as `SetAside`,
+        never continued. A run that died after its rename into place is complete: its tidy-up
+        is finished and its run directory returned (None if its inputs differ), so that a
+        resume does not audit again.
         """
         root = out / STAGING_DIR
         if not root.is_dir():
             return None
         for entry in sorted(root.iterdir(), reverse=True):
-            if not (entry / _META).is_file():
-                continue  # died inside create(): nothing of it was ever committed
+            if entry.name.endswith(SET_ASIDE) or not (entry / _META).is_file():
+                continue  # set aside, or died inside create(): nothing of it was committed
+            record = orjson.loads((entry / _META).read_bytes())
+            reasons = differences(record.get("meta", {}))
             published = out / run_relpath(entry.name)
             if published.is_dir():
-                _publish_latest(out, entry.name)
+                if _trusted(published):
+                    _publish_latest(out, entry.name)
                 shutil.rmtree(entry)
-                return published
+                return None if reasons else published
+            if record.get("schema_version") != SCHEMA_VERSION:
+                reasons.insert(
+                    0, f"it was staged with schema_version {record.get('schema_version')}"
+                )
+            if reasons:
+                return SetAside(entry.name, cls.set_aside(out, entry.name), tuple(reasons))
             return cls.open(out, entry.name)
         return None
+
+    @staticmethod
+    def set_aside(out: Path, run_id: str) -> Path:
+        """Rename a staged run out of the way of `resume_newest`; returns its new path."""
+        path = out / STAGING_DIR / run_id
+        target = path.with_name(run_id + SET_ASIDE)
+        if target.exists():
+            shutil.rmtree(target)
+        path.rename(target)
+        _fsync_dir(path.parent)
+        return target
 
     def save_meta(self) -> None:
         """Persist changes made to `meta` since create (atomically; a resume sees them)."""
@@ -216,11 +258,12 @@ class RunStaging:
             if name is not None:
                 yield from pq.ParquetFile(self.path / _PARTS / name).iter_batches()
 
-    def finalize(self, manifest: Mapping[str, Any]) -> Path:
+    def finalize(self, manifest: Mapping[str, Any], *, trusted: bool = True) -> Path:
         """Publish the committed run as `OUT/run_date=D/run_id=RUN_ID`; returns that path.
 
         Rows still pending are committed first. `rows` (per table) is added to the manifest
-        unless the caller set it.
+        unless the caller set it. `LATEST` moves to the run only if it is `trusted` (its
+        coverage met the minimum), so that readers of `LATEST` never get a run of errors.
         """
         self.commit()
         final = self.path / _FINAL
@@ -240,7 +283,8 @@ class RunStaging:
         _fsync_dir(self.out)
         final.rename(target)  # the single step that makes the run visible
         _fsync_dir(target.parent)
-        _publish_latest(self.out, self.run_id)
+        if trusted:
+            _publish_latest(self.out, self.run_id)
         shutil.rmtree(self.path)
         _fsync_dir(self.path.parent)
         return target
@@ -319,6 +363,12 @@ def _parse_journal_line(
     return seq, parts, rows, tag
 
 
+def _trusted(run_dir: Path) -> bool:
+    """Whether a published run may be named by `LATEST` (see `finalize`)."""
+    manifest = orjson.loads((run_dir / "manifest.json").read_bytes())
+    return bool(manifest.get("coverage_ok", True))
+
+
 def _publish_latest(out: Path, run_id: str) -> None:
     # LATEST names the newest run by start time: a resumed older run finishing after a
     # newer one must not take LATEST back.
@@ -336,6 +386,9 @@ def _replace_atomic(path: Path, write: Callable[[BinaryIO], object]) -> None:
     fd, name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     tmp = Path(name)
     try:
+        # mkstemp creates the file 0600; a published file gets the mode open() would give
+        # it, so that a reader running as another user (node_exporter) can read it.
+        os.fchmod(fd, 0o666 & ~_umask())
         with os.fdopen(fd, "wb") as f:
             write(f)
             f.flush()
@@ -345,6 +398,21 @@ def _replace_atomic(path: Path, write: Callable[[BinaryIO], object]) -> None:
         tmp.unlink(missing_ok=True)
         raise
     _fsync_dir(path.parent)
+
+
+def _umask() -> int:
+    """The process's umask, read without changing it (os.umask can only swap it, which
+    would race with the threads that write files)."""
+    try:
+        with Path("/proc/self/status").open(encoding="ascii") as status:
+            for line in status:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except OSError:
+        pass
+    current = os.umask(0o022)  # no /proc: swap and restore
+    os.umask(current)
+    return current
 
 
 def _write_parquet(path: Path, data: pa.Table) -> None:
