@@ -20,6 +20,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from fleetaudit.errors import InputError
+from fleetaudit.filecheck import open_regular_file
 from fleetaudit.models import Device
 
 _REQUIRED = ("product_key", "device_name")
@@ -90,10 +91,8 @@ def _unique(devices: Iterable[Device]) -> Iterator[Device]:
 
 
 def _open(path: Path) -> IO[bytes]:
-    try:
-        return path.open("rb")
-    except OSError as error:
-        raise InputError(str(path), None, None, f"cannot read: {error.strerror or error}") from None
+    # A regular file only: a FIFO would block open() (and the run holding OUT/.lock).
+    return open_regular_file(path)
 
 
 def _lines(path: Path, file: IO[bytes]) -> Iterator[tuple[int, str]]:
@@ -186,13 +185,13 @@ def _read_jsonl(path: Path) -> Iterator[Device]:
 
 
 def _read_parquet(path: Path) -> Iterator[Device]:
+    file = _open(path)
     try:
-        parquet = pq.ParquetFile(path)
-    except FileNotFoundError:
-        raise InputError(str(path), None, None, "cannot read: no such file") from None
+        parquet = pq.ParquetFile(file)
     except (OSError, pa.ArrowException) as error:
+        file.close()
         raise InputError(str(path), None, None, f"not a readable Parquet file: {error}") from None
-    with parquet:
+    with file, parquet:
         schema = parquet.schema_arrow
         names = _fields(path, None, schema.names)
         for name in names.values():

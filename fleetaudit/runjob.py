@@ -13,6 +13,7 @@ import orjson
 
 from fleetaudit.config import settings_from
 from fleetaudit.errors import EXIT_GATE_FAILED, EXIT_OK
+from fleetaudit.filecheck import check_regular_file
 from fleetaudit.gate import evaluate_gate, format_violations
 from fleetaudit.lock import run_lock
 from fleetaudit.metrics import write_metrics
@@ -31,6 +32,9 @@ def run_from_args(
     """Run one audit as the command line and job file say; returns the exit code."""
     settings = settings_from(args.job, args)
     policy = load_policy(settings.policy) if settings.policy else Policy()
+    # Before the lock: a FIFO as the device list would block open() while holding it.
+    assert settings.devices is not None  # settings_from() refuses a run without one
+    check_regular_file(settings.devices)
     credentials = credentials_from_env()
     quotas = client_settings(settings).quotas
     # Progress goes to stderr so the summary on stdout stays clean for pipes and mail.
