@@ -155,6 +155,10 @@ class Settings:
         _SECONDS, "the longest pause a server's retry-after hint may impose, seconds",
         default=60.0,
     )  # fmt: skip
+    allow_empty_device_list: bool = setting(
+        Flag(), "run even when the device list holds no device (else exit 2: a truncated export?)",
+        default=False, flag="--allow-empty-device-list",
+    )  # fmt: skip
     gate: GateRules = setting(Section(GateRules), "the [gate] table", default=GateRules())
 
     def quotas_per_action(self) -> dict[str, float] | None:

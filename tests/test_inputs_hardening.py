@@ -13,7 +13,14 @@ import pytest
 from fleetaudit import cli
 from fleetaudit.filecheck import open_regular_file
 
-from helpers import FleetBuilder, set_env_credentials, write_device_list
+from helpers import (
+    UNLIMITED,
+    FleetBuilder,
+    emulator_url,
+    requests_seen,
+    set_env_credentials,
+    write_device_list,
+)
 
 KEY_ID = "inputs-key"
 SECRET = "inputs-Secret-7d1e0a"
@@ -91,3 +98,45 @@ def test_regular_file_opens(tmp_path: Path) -> None:
     with open_regular_file(path) as file:
         assert os.get_blocking(file.fileno())
         assert file.read() == b"a\nb\n"
+
+
+@pytest.mark.parametrize(
+    ("name", "text"),
+    [("devices.csv", "product_key,device_name,iot_id\n"), ("devices.jsonl", ""),
+     ("devices.csv", "product_key,device_name\n\n\n")],
+)  # fmt: skip
+def test_empty_device_list_is_refused(
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    name: str,
+    text: str,
+) -> None:
+    """A header-only or zero-row list exits 2 naming it; nothing is called or published."""
+    set_env_credentials(monkeypatch, KEY_ID, SECRET)
+    devices = tmp_path / name
+    devices.write_text(text, encoding="utf-8")
+    out = tmp_path / "out"
+    fleet = FleetBuilder().device("d1").build()
+    with emulator_url(fleet, credentials={KEY_ID: SECRET}, quotas=UNLIMITED) as (url, app):
+        code = cli.main(["run", "--endpoint", url, "--devices", str(devices), "--out", str(out)])
+        assert requests_seen(app) == 0
+    assert code == 2
+    assert f"{devices}: no devices; a truncated export?" in capsys.readouterr().err
+    assert not (out / "LATEST").exists()
+    assert not list(out.glob("run_date=*"))
+
+
+def test_empty_device_list_runs_when_allowed(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """With --allow-empty-device-list a header-only list publishes an empty run (exit 0)."""
+    set_env_credentials(monkeypatch, KEY_ID, SECRET)
+    devices = tmp_path / "devices.csv"
+    devices.write_text("product_key,device_name\n", encoding="utf-8")
+    out = tmp_path / "out"
+    fleet = FleetBuilder().device("d1").build()
+    with emulator_url(fleet, credentials={KEY_ID: SECRET}, quotas=UNLIMITED) as (url, _):
+        argv = ["run", "--endpoint", url, "--devices", str(devices), "--out", str(out)]
+        assert cli.main([*argv, "--allow-empty-device-list"]) == 0
+    assert (out / "LATEST").is_file()
