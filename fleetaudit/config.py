@@ -161,6 +161,10 @@ class Settings:
         _SECONDS, "seconds between durable commits: a killed run loses at most about this much",
         default=1.0, flag="--commit-interval", metavar="S",
     )  # fmt: skip
+    allow_empty_device_list: bool = setting(
+        Flag(), "run even when the device list holds no device (else exit 2: a truncated export?)",
+        default=False, flag="--allow-empty-device-list",
+    )  # fmt: skip
     gate: GateRules = setting(Section(GateRules), "the [gate] table", default=GateRules())
 
     def quotas_per_action(self) -> dict[str, float] | None:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import csv
 import hashlib
+import re
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,10 +21,22 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from fleetaudit.errors import InputError
+from fleetaudit.filecheck import open_regular_file
 from fleetaudit.models import Device
 
 _REQUIRED = ("product_key", "device_name")
 _BATCH_ROWS = 8_192
+# The longest line a CSV or JSONL list may have, its line ending included. The API pages
+# give no limit; the platform's names are short (a ProductKey is 11 characters, a
+# DeviceName at most 32 on the Alibaba-compatible API, an IotId about 30), so a line of a
+# few such fields, even with extra export columns, stays far below this. A longer line is
+# a broken file: it is refused having read at most this many bytes (a 1 GiB line used to
+# be read whole: 2.2 GB peak for CSV, 15.8 GB for JSONL).
+MAX_LINE_BYTES = 8_192
+# The longest value of product_key, device_name or iot_id, in every format alike.
+MAX_FIELD_CHARS = 256
+# C0 controls and DEL: never part of a name; a sign of a damaged or binary export.
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 
 
 def _canonical(name: str) -> str | None:
@@ -90,15 +103,21 @@ def _unique(devices: Iterable[Device]) -> Iterator[Device]:
 
 
 def _open(path: Path) -> IO[bytes]:
-    try:
-        return path.open("rb")
-    except OSError as error:
-        raise InputError(str(path), None, None, f"cannot read: {error.strerror or error}") from None
+    # A regular file only: a FIFO would block open() (and the run holding OUT/.lock).
+    return open_regular_file(path)
 
 
 def _lines(path: Path, file: IO[bytes]) -> Iterator[tuple[int, str]]:
-    """(line number, text) per line, decoded strictly so a bad byte names its line."""
-    for number, raw in enumerate(file, start=1):
+    """(line number, text) per line, decoded strictly so a bad byte names its line.
+
+    Each read is bounded (`readline` with a limit), so memory stays flat whatever the file.
+    """
+    number = 0
+    while raw := file.readline(MAX_LINE_BYTES + 1):
+        number += 1
+        if len(raw) > MAX_LINE_BYTES:
+            problem = f"line longer than {MAX_LINE_BYTES} bytes: not a device list line"
+            raise InputError(str(path), number, None, problem)
         try:
             text = raw.decode("utf-8")
         except UnicodeDecodeError:
@@ -135,6 +154,11 @@ def _device(path: Path, line: int, values: dict[str, object], names: dict[str, s
         if not isinstance(raw, str):
             problem = f"must be a string, found {type(raw).__name__}"
             raise InputError(str(path), line, names[field], problem)
+        if len(raw) > MAX_FIELD_CHARS:
+            problem = f"longer than {MAX_FIELD_CHARS} characters ({len(raw)})"
+            raise InputError(str(path), line, names[field], problem)
+        if _CONTROL.search(raw):
+            raise InputError(str(path), line, names[field], "contains a control character")
         clean[field] = raw.strip() or None
     for field in _REQUIRED:
         if clean.get(field) is None:
@@ -186,13 +210,13 @@ def _read_jsonl(path: Path) -> Iterator[Device]:
 
 
 def _read_parquet(path: Path) -> Iterator[Device]:
+    file = _open(path)
     try:
-        parquet = pq.ParquetFile(path)
-    except FileNotFoundError:
-        raise InputError(str(path), None, None, "cannot read: no such file") from None
+        parquet = pq.ParquetFile(file)
     except (OSError, pa.ArrowException) as error:
+        file.close()
         raise InputError(str(path), None, None, f"not a readable Parquet file: {error}") from None
-    with parquet:
+    with file, parquet:
         schema = parquet.schema_arrow
         names = _fields(path, None, schema.names)
         for name in names.values():

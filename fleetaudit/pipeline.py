@@ -28,7 +28,7 @@ from fleetaudit.collect import Fetched, Lookups, fan_out
 from fleetaudit.config import Settings
 from fleetaudit.devices import DeviceListCheck, read_devices, validate_device_list
 from fleetaudit.durations import time_id
-from fleetaudit.errors import AuthError, RunIncomplete, UsageError
+from fleetaudit.errors import AuthError, InputError, RunIncomplete, UsageError
 from fleetaudit.inputs import input_differences, run_inputs
 from fleetaudit.models import CallFailure, Credentials, DeviceResult, Firmware
 from fleetaudit.policy import Policy
@@ -119,6 +119,10 @@ async def run_audit(
     config = manifest_config(settings, client)
     device_list = validate_device_list(settings.devices)
     inputs = run_inputs(settings)
+    if device_list.rows == 0 and not settings.allow_empty_device_list:
+        # An empty "complete" run would move LATEST: almost always a truncated export.
+        problem = "no devices; a truncated export? (--allow-empty-device-list runs it anyway)"
+        raise InputError(str(settings.devices), None, None, problem)
     started_ms = int(clock() * 1000)
     staging = _open_staging(settings, config, inputs, started_ms, rng)
     if isinstance(staging, Path):

@@ -22,6 +22,7 @@ from fleetaudit.errors import (
     FleetauditError,
     exit_code_for,
 )
+from fleetaudit.filecheck import check_regular_file
 from fleetaudit.gate import evaluate_gate, format_violations
 from fleetaudit.lock import run_lock
 from fleetaudit.metrics import render_failure_metrics, render_metrics, write_metrics
@@ -44,6 +45,9 @@ def run_from_args(
     """Run one audit as the command line and job file say; returns the exit code."""
     settings = settings_from(args.job, args)
     policy = load_policy(settings.policy) if settings.policy else Policy()
+    # Before the lock: a FIFO as the device list would block open() while holding it.
+    assert settings.devices is not None  # settings_from() refuses a run without one
+    check_regular_file(settings.devices)
     credentials = credentials_from_env()
     quotas = client_settings(settings).quotas
     # Progress goes to stderr so the summary on stdout stays clean for pipes and mail.

@@ -12,12 +12,14 @@ from typing import Any
 
 from fleetaudit.durations import parse_duration
 from fleetaudit.errors import UsageError
+from fleetaudit.filecheck import open_regular_file
 
 
 def read_toml(path: Path) -> dict[str, Any]:
-    """The document in `path`; an unreadable or invalid file is a UsageError naming it."""
+    """The document in `path`; an unreadable or invalid file (or no regular file: a FIFO
+    would block) is a UsageError naming it."""
     try:
-        with path.open("rb") as file:
+        with open_regular_file(path) as file:
             return tomllib.load(file)
     except OSError as error:
         raise UsageError(f"{path}: cannot read: {error.strerror or error}") from None

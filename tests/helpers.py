@@ -10,7 +10,7 @@ Test modules import from here (`from helpers import FakeClock, emulator_url`); p
   move a `FakeClock`;
 - `emulator_url(fleet, **create_app_kwargs)`: a context manager serving
   `create_app(fleet, credentials={TEST_KEY_ID: TEST_SECRET}, **kwargs)` in a thread and
-  yielding `(base_url, app)`; read counters via `app[STATS_KEY]`;
+  yielding `(base_url, app)`; read counters via `app[STATS_KEY]`, or `requests_seen(app)`;
 - `signed_params(...)`: the common parameters plus `Signature` for one call, and
   `call_emulator(url, action, params, ...)` to send it, for tests without the real client;
 - `static_fleet()`: a small hand-made fleet (see its docstring);
@@ -40,7 +40,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from fleetaudit.api.client import ACTIONS
 from fleetaudit.api.signing import sign
-from fleetaudit.emulator.app import create_app
+from fleetaudit.emulator.app import STATS_KEY, create_app
 from fleetaudit.emulator.fleet import (
     Fleet,
     FleetDevice,
@@ -107,6 +107,13 @@ def emulator_url(fleet: Fleet, **create_app_kwargs: Any) -> Iterator[tuple[str, 
     app = create_app(fleet, **create_app_kwargs)
     with serve_in_thread(app) as url:
         yield url, app
+
+
+def requests_seen(app: web.Application) -> int:
+    """Every request the emulator received, whatever became of it."""
+    stats = app[STATS_KEY]
+    counters = (stats.served, stats.throttled, stats.faults, stats.rejected)
+    return sum(sum(counter.values()) for counter in counters)
 
 
 def signed_params(

@@ -8,7 +8,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from fleetaudit.devices import read_devices, validate_device_list
+from fleetaudit.devices import MAX_FIELD_CHARS, MAX_LINE_BYTES, read_devices, validate_device_list
 from fleetaudit.errors import InputError
 from fleetaudit.models import Device
 
@@ -236,3 +236,52 @@ def test_unknown_extension(tmp_path: Path) -> None:
     """A device list with an unknown extension is refused before reading."""
     with pytest.raises(InputError, match=r"unknown extension '\.xlsx'"):
         read_devices(tmp_path / "devices.xlsx")
+
+
+_LONG = "x" * (MAX_LINE_BYTES + 1)
+_NAME = "n" * (MAX_FIELD_CHARS + 1)
+_ROW = '{"product_key":"pk","device_name":"%s"}\n'
+
+
+@pytest.mark.parametrize(
+    ("name", "text", "line", "column", "problem"),
+    [
+        ("devices.csv", f"product_key,device_name\npk,a\npk,{_LONG}\n", 3, None, "line longer"),
+        ("devices.csv", f"product_key,device_name,{_LONG}\n", 1, None, "line longer"),
+        ("devices.jsonl", _ROW % "a" + _ROW % _LONG, 2, None, "line longer"),
+        ("devices.csv", f"product_key,device_name\npk,{_NAME}\n", 2, "device_name", "longer than"),
+        ("devices.jsonl", _ROW % _NAME, 1, "device_name", f"longer than {MAX_FIELD_CHARS}"),
+        ("devices.jsonl", _ROW % "d\\u0000x", 1, "device_name", "control character"),
+        ("devices.jsonl", _ROW % "d\\nx", 1, "device_name", "control character"),
+        # A quoted name across two lines: its row is named by the line it ends on.
+        ("devices.csv", 'product_key,device_name\npk,"d\nx"\n', 3, "device_name", "control"),
+    ],
+)
+def test_long_lines_and_bad_names_are_refused(
+    tmp_path: Path, name: str, text: str, line: int, column: str | None, problem: str
+) -> None:
+    """A line over MAX_LINE_BYTES, or a name too long or with a control character, names
+    the file, line and column, in CSV and JSONL alike."""
+    path = tmp_path / name
+    path.write_text(text, encoding="utf-8")
+    with pytest.raises(InputError, match=problem) as caught:
+        validate_device_list(path)
+    assert (caught.value.line, caught.value.column) == (line, column)
+    assert name in str(caught.value)
+
+
+def test_a_line_of_exactly_the_limit_is_read(tmp_path: Path) -> None:
+    """A line of MAX_LINE_BYTES bytes, its newline included, is still a line."""
+    header = "product_key,device_name,note\n"
+    row = "pk,a,"
+    row += "z" * (MAX_LINE_BYTES - len(row) - 1) + "\n"
+    path = write_csv(tmp_path, header + row)
+    assert [d.device_name for d in read_devices(path)] == ["a"]
+
+
+def test_parquet_name_too_long_is_refused(tmp_path: Path) -> None:
+    """A Parquet value longer than MAX_FIELD_CHARS names its row and column."""
+    path = write_parquet(tmp_path, {"product_key": ["pk", "pk"], "device_name": ["a", _NAME]})
+    with pytest.raises(InputError, match="longer than") as caught:
+        validate_device_list(path)
+    assert (caught.value.line, caught.value.column) == (2, "device_name")
