@@ -279,7 +279,6 @@ async def _collect(
             failed_jobs=known.failed_jobs,
         )
         recorder = Recorder(staging)
-        expected = await _resolve_targets(settings.policy, lookups, recorder)
         # A list without duplicates needs no set of every device seen (memory at 1M devices).
         listed = read_devices(settings.devices, unique=device_list.has_duplicates)
         devices = (d for d in listed if device_key(d) not in done)
@@ -294,6 +293,8 @@ async def _collect(
         with anyio.CancelScope() as scope:
             async with anyio.create_task_group() as group:
                 group.start_soon(_cancel_on_signal, scope)
+                # Inside the scope: a signal during the firmware lookup stops the run too.
+                expected = await _resolve_targets(settings.policy, lookups, recorder)
                 if progress:
                     group.start_soon(_tick_every, _TICK_S, progress)
                 group.start_soon(

@@ -7,10 +7,12 @@ runs in this process so its counters add up across every session of a run.
 
 from __future__ import annotations
 
+import asyncio
 import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -20,6 +22,7 @@ import orjson
 import pyarrow.parquet as pq
 import pytest
 from aiohttp import web
+from hostile import hostile_url, throttled
 
 from fleetaudit import cli
 from fleetaudit.emulator.app import STATS_KEY
@@ -487,3 +490,37 @@ def test_resume_continues_the_same_inputs_from_another_path(
     manifest = orjson.loads((run_dir / "manifest.json").read_bytes())
     assert manifest["sessions"] == 2
     assert manifest["set_aside"] == []
+
+
+def test_sigterm_during_the_firmware_lookup_exits_4_with_the_message(tmp_path: Path) -> None:
+    """SIGTERM while the policy's firmware is being looked up is heard: exit 4 and the
+    audit phase's message, not a silent 143 (the lookup ran outside the signal handling)."""
+    asked = threading.Event()
+    release = threading.Event()
+
+    async def hold_firmware(params: dict[str, str]) -> web.Response:
+        asked.set()
+        # Held until the test is done, in a thread so the server's loop keeps serving.
+        await asyncio.get_running_loop().run_in_executor(None, release.wait, DEADLINE_S)
+        return throttled()
+
+    policy = tmp_path / "policy.toml"
+    policy.write_text(
+        '[[targets]]\nproduct_key = "p"\nmodule = "default"\nfirmware_id = "167"\n',
+        encoding="utf-8",
+    )
+    devices = tmp_path / "devices.csv"
+    devices.write_text("product_key,device_name\np,d1\n", encoding="utf-8")
+    out = tmp_path / "out"
+    with hostile_url(hold_firmware) as (url, seen):
+        try:
+            child = start_run(run_argv(url, devices, out, "--policy", str(policy)))
+            with reaped(child):
+                assert asked.wait(DEADLINE_S), stderr_of(child)
+                child.send_signal(signal.SIGTERM)
+                _, err = child.communicate(timeout=DEADLINE_S)
+        finally:
+            release.set()
+    assert child.returncode == 4, err.decode()
+    assert "interrupted" in err.decode()
+    assert [params["Action"] for params in seen] == ["QueryOTAFirmware"]
