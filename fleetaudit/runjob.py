@@ -22,7 +22,7 @@ from fleetaudit.errors import (
     FleetauditError,
     exit_code_for,
 )
-from fleetaudit.filecheck import check_regular_file
+from fleetaudit.filecheck import check_output_file, check_regular_file
 from fleetaudit.gate import evaluate_gate, format_violations
 from fleetaudit.lock import run_lock
 from fleetaudit.metrics import render_failure_metrics, render_metrics, write_metrics
@@ -48,6 +48,9 @@ def run_from_args(
     # Before the lock: a FIFO as the device list would block open() while holding it.
     assert settings.devices is not None  # settings_from() refuses a run without one
     check_regular_file(settings.devices)
+    if settings.metrics:
+        # Found now, not after hours of calls when the textfile cannot be written.
+        check_output_file(settings.metrics, "--metrics")
     credentials = credentials_from_env()
     quotas = client_settings(settings).quotas
     # Progress goes to stderr so the summary on stdout stays clean for pipes and mail.

@@ -140,3 +140,31 @@ def test_empty_device_list_runs_when_allowed(
         argv = ["run", "--endpoint", url, "--devices", str(devices), "--out", str(out)]
         assert cli.main([*argv, "--allow-empty-device-list"]) == 0
     assert (out / "LATEST").is_file()
+
+
+@pytest.mark.parametrize("problem", ["a directory", "under a file"])
+def test_metrics_path_that_cannot_be_written_is_refused_before_any_call(
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    problem: str,
+) -> None:
+    """--metrics naming a directory (or a path under a file, which no one can create) exits
+    2 naming it before any call; it used to run the whole audit and then exit 4."""
+    set_env_credentials(monkeypatch, KEY_ID, SECRET)
+    inputs = write_inputs(tmp_path)
+    metrics = tmp_path / "metrics"
+    if problem == "a directory":
+        metrics.mkdir()
+    else:
+        metrics.write_text("", encoding="utf-8")
+        metrics = metrics / "fleetaudit.prom"
+    out = tmp_path / "out"
+    fleet = FleetBuilder().device("d1", {"default": "1.0.0"}).build()
+    with emulator_url(fleet, credentials={KEY_ID: SECRET}, quotas=UNLIMITED) as (url, app):
+        argv = ["run", str(inputs["job"]), "--endpoint", url, "--devices", str(inputs["devices"])]
+        code = cli.main([*argv, "--out", str(out), "--metrics", str(metrics)])
+        assert requests_seen(app) == 0
+    assert code == 2
+    assert f"--metrics {metrics}" in capsys.readouterr().err
+    assert not list(out.glob("run_date=*"))
