@@ -139,9 +139,7 @@ async def run_audit(
             progress,
         )
     except (AuthError, UsageError, RunIncomplete, BaseExceptionGroup) as error:
-        stopped = (
-            error if isinstance(error, UsageError | RunIncomplete) else _only_auth_error(error)
-        )
+        stopped = _only_stop(error)
         if stopped is None:
             raise
         if not staging.meta.get("resumed") and not any(staging.committed_batches(Table.DEVICES)):
@@ -182,14 +180,18 @@ async def run_audit(
     return RunOutcome(run_dir=run_dir, manifest=manifest, exit_code=exit_code)
 
 
-def _only_auth_error(error: BaseException) -> AuthError | None:
-    """The AuthError behind `error`, also when task groups wrapped it (and nothing else)."""
-    if isinstance(error, AuthError):
+_Stop = (AuthError, UsageError, RunIncomplete)
+
+
+def _only_stop(error: BaseException) -> AuthError | UsageError | RunIncomplete | None:
+    """The one error that stops the run behind `error`, also when task groups wrapped it
+    (and nothing else came with it): wrong credentials, a bad setting, an interruption."""
+    if isinstance(error, _Stop):
         return error
     if isinstance(error, BaseExceptionGroup):
-        auth, rest = error.split(AuthError)
-        if auth is not None and rest is None:
-            return _only_auth_error(auth.exceptions[0])
+        stop, rest = error.split(_Stop)
+        if stop is not None and rest is None:
+            return _only_stop(stop.exceptions[0])
     return None
 
 
@@ -284,9 +286,6 @@ async def _collect(
         devices = (d for d in listed if device_key(d) not in done)
         if progress:
             progress.start(device_list.unique, len(done), client.stats)
-        results_in, results_out = anyio.create_memory_object_stream[DeviceResult](
-            settings.client.concurrency
-        )
         last_commit = time.monotonic()
         answered = bool(done)  # a resumed run was answered before
         unreachable: str | None = None
@@ -295,6 +294,9 @@ async def _collect(
                 group.start_soon(_cancel_on_signal, scope)
                 # Inside the scope: a signal during the firmware lookup stops the run too.
                 expected = await _resolve_targets(settings.policy, lookups, recorder)
+                results_in, results_out = anyio.create_memory_object_stream[DeviceResult](
+                    settings.client.concurrency
+                )
                 if progress:
                     group.start_soon(_tick_every, _TICK_S, progress)
                 group.start_soon(
