@@ -4,25 +4,17 @@ from __future__ import annotations
 
 import ast
 import io
-import random
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-import orjson
-import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
 from fleetaudit import remediation
-from fleetaudit.api.client import DEFAULT_QUOTAS
 from fleetaudit.api.protocol import MAX_CANCEL_DEVICES
-from fleetaudit.emulator.app import STATS_KEY, EmulatorStats
 from fleetaudit.emulator.faults import FaultPlan
-from fleetaudit.emulator.fleet import StaticFleet
 from fleetaudit.errors import AuthError, UsageError
 from fleetaudit.models import CallFailure, Credentials, Task
 from fleetaudit.remediation.apply import cancel_command
@@ -46,38 +38,26 @@ from fleetaudit.remediation.plan import (
     validate_finding_types,
 )
 from fleetaudit.remediation.render import format_plan, format_table
-from fleetaudit.report.schema import REMEDIATION_TABLES, rows_to_batch
+from fleetaudit.report.schema import REMEDIATION_TABLES
 from fleetaudit.terms import Action
 
-from helpers import TEST_KEY_ID, TEST_SECRET, FleetBuilder, emulator_url
+from cancel_helpers import (
+    FAST,
+    NOW_MS,
+    audit_findings,
+    cancel,
+    emulator,
+    finding,
+    make_fleet,
+    make_run_dir,
+    outcomes_of,
+    platform,
+    stale_task,
+    statuses,
+)
+from helpers import TEST_KEY_ID, TEST_SECRET
 
 BATCH = Batch("20250101T000000Z-abcdef", 1_735_689_600_000)
-
-
-def finding(
-    device: str = "dev-1",
-    task_id: str = "t-1",
-    *,
-    finding_type: str = "stalled_task",
-    product_key: str = "pk1",
-    firmware_id: str | None = "fw1",
-    job_id: str | None = "job1",
-    status: str = "QUEUED",
-    age: int | None = 90_000,
-) -> dict[str, Any]:
-    """A findings row as read from findings.parquet."""
-    return {
-        "finding_type": finding_type,
-        "product_key": product_key,
-        "device_name": device,
-        "iot_id": f"iot-{device}",
-        "module_name": "default",
-        "task_id": task_id,
-        "task_status": status,
-        "firmware_id": firmware_id,
-        "job_id": job_id,
-        "age_seconds": age,
-    }
 
 
 def planned(device: str = "dev-1", task_id: str = "t-1", **kwargs: Any) -> PlannedTask:
@@ -326,18 +306,6 @@ def test_pure_modules_import_no_io(module: str) -> None:
 # --- run-directory files -------------------------------------------------------------------
 
 
-def make_run_dir(path: Path, rows: list[dict[str, Any]], endpoint: str | None) -> Path:
-    """A finished run's directory as the pipeline leaves it: findings and manifest."""
-    path.mkdir(parents=True, exist_ok=True)
-    full = [{"severity": "warning", "detail": "stale task", **row} for row in rows]
-    pq.write_table(
-        pa.Table.from_batches([rows_to_batch("findings", full)]), path / "findings.parquet"
-    )
-    config = {"endpoint": endpoint} if endpoint else {}
-    (path / "manifest.json").write_bytes(orjson.dumps({"schema_version": 1, "config": config}))
-    return path
-
-
 def outcome_row(task_id: str, batch: Batch = BATCH) -> TaskOutcome:
     """An outcome row of one batch."""
     calls = group_calls([planned(task_id=task_id)])
@@ -377,107 +345,6 @@ def test_second_batch_is_appended_not_overwritten(tmp_path: Path) -> None:
 
 
 # --- end to end against the emulator -------------------------------------------------------
-
-CREDENTIALS = Credentials(TEST_KEY_ID, TEST_SECRET)
-FAST = dict.fromkeys(DEFAULT_QUOTAS, 1000.0)
-NOW_MS = 1_735_689_600_000
-DAY_MS = 86_400_000
-
-
-def platform() -> FleetBuilder:
-    """Product pk1 with the two firmware packages the tasks upgrade to (the platform checks)."""
-    fleet = FleetBuilder(now_ms=NOW_MS)
-    for fw in ("fw1", "fw2"):
-        fleet.firmware(
-            fw, product_name="Product", dest="2.0", sign="0" * 32,
-            url=f"https://ota.example.com/{fw}.bin?Signature=x",
-            created_ms=NOW_MS - 30 * DAY_MS, modified_ms=NOW_MS - 30 * DAY_MS,
-        )  # fmt: skip
-    return fleet
-
-
-def stale_task(
-    fleet: FleetBuilder,
-    task_id: str,
-    device: str,
-    status: str,
-    *,
-    fw: str = "fw1",
-    job: str = "job1",
-) -> None:
-    """A task on the emulated platform, created nine days and last modified three days ago."""
-    fleet.task(
-        task_id, device, status, job=job, firmware=fw, dest="2.0",
-        created_ms=NOW_MS - 9 * DAY_MS, modified_ms=NOW_MS - 3 * DAY_MS,
-    )  # fmt: skip
-
-
-def make_fleet() -> StaticFleet:
-    """Four stale tasks (one IN_PROGRESS) and one fresh task the plan must never touch."""
-    fleet = platform()
-    for i in range(1, 6):
-        fleet.device(f"dev-{i}", {"default": "1.0"})
-    stale_task(fleet, "t-1", "dev-1", "QUEUED")
-    stale_task(fleet, "t-2", "dev-2", "NOTIFIED")
-    stale_task(fleet, "t-3", "dev-3", "IN_PROGRESS")
-    stale_task(fleet, "t-4", "dev-4", "CONFIRM", fw="fw2", job="job2")
-    stale_task(fleet, "t-fresh", "dev-1", "QUEUED", fw="fw2", job="job3")
-    stale_task(fleet, "t-old", "dev-5", "SUCCEEDED")
-    return fleet.build()
-
-
-def audit_findings() -> list[dict[str, Any]]:
-    """What the audit found in make_fleet(): the stale tasks, plus a finding that names none."""
-    return [
-        finding("dev-1", "t-1", status="QUEUED"),
-        finding("dev-2", "t-2", status="NOTIFIED"),
-        finding("dev-3", "t-3", status="IN_PROGRESS"),
-        finding(
-            "dev-4",
-            "t-4",
-            finding_type="orphan_task",
-            status="CONFIRM",
-            firmware_id="fw2",
-            job_id="job2",
-        ),
-        {**finding("dev-5", "t-x", finding_type="version_drift"), "task_id": None},
-    ]
-
-
-@contextmanager
-def emulator(fleet: StaticFleet, **kwargs: Any) -> Iterator[tuple[str, EmulatorStats]]:
-    """The emulator over loopback with fast quotas: its URL and its counters."""
-    with emulator_url(fleet, quotas=FAST, **kwargs) as (url, app):
-        yield url, app[STATS_KEY]
-
-
-async def cancel(run: Path, *, apply: bool, **kwargs: Any) -> tuple[int, str]:
-    """Run `fleetaudit cancel` on a run directory; its exit code and what it printed."""
-    out = io.StringIO()
-    settings: dict[str, Any] = {
-        "credentials": CREDENTIALS,
-        "quotas": FAST,
-        "now_ms": NOW_MS,
-        "rng": random.Random(7),
-    }
-    code = await cancel_command(run, apply=apply, out=out, **{**settings, **kwargs})
-    return code, out.getvalue()
-
-
-def outcomes_of(run: Path) -> dict[str, str]:
-    """task_id -> outcome of the newest batch in remediation.parquet."""
-    rows = pq.read_table(run / "remediation.parquet").to_pylist()
-    newest = max(row["batch_id"] for row in rows)
-    return {row["task_id"]: row["outcome"] for row in rows if row["batch_id"] == newest}
-
-
-def statuses(fleet: StaticFleet) -> dict[str, str]:
-    """task_id -> status of every task on the emulated platform."""
-    return {
-        t.task_id: t.status
-        for pk, name, _ in fleet.iter_device_list()
-        for t in fleet.tasks(fleet.device(pk, name))  # type: ignore[arg-type]
-    }
 
 
 async def test_dry_run_prints_the_plan_writes_it_and_calls_nothing(tmp_path: Path) -> None:

@@ -21,6 +21,7 @@ from fleetaudit.credentials import KEY_ID_ENV, SECRET_ENV
 from fleetaudit.devices import read_devices
 from fleetaudit.durations import time_id
 from fleetaudit.errors import AuthError, CallFailed, UsageError
+from fleetaudit.lock import apply_lock
 from fleetaudit.models import CallFailure, Credentials, Device, Task
 from fleetaudit.remediation.files import (
     append_outcomes,
@@ -168,14 +169,18 @@ async def cancel_command(
     settings = _client_settings(run_dir, endpoint, quotas, concurrency)
     if credentials is None:
         raise UsageError(f"--apply needs credentials ({KEY_ID_ENV} and {SECRET_ENV})")
-    print(format_plan(plan, applying=True), file=out)
-    if not plan.tasks:
-        return 0
-    applied_at = now_ms if now_ms is not None else int(time.time() * 1000)
-    batch = Batch(time_id(applied_at, (rng or random.Random()).getrandbits(24)), applied_at)
-    async with open_client(settings, credentials) as client:
-        outcomes = await apply_plan(client, plan, batch, concurrency=concurrency)
-    path = append_outcomes(run_dir, outcomes)
+    # One apply per run directory: a second one would re-read the same tasks, cancel them
+    # again and overwrite the first's batch in remediation.parquet. LockHeld (exit 4) is
+    # raised before anything is printed or called.
+    with apply_lock(run_dir):
+        print(format_plan(plan, applying=True), file=out)
+        if not plan.tasks:
+            return 0
+        applied_at = now_ms if now_ms is not None else int(time.time() * 1000)
+        batch = Batch(time_id(applied_at, (rng or random.Random()).getrandbits(24)), applied_at)
+        async with open_client(settings, credentials) as client:
+            outcomes = await apply_plan(client, plan, batch, concurrency=concurrency)
+        path = append_outcomes(run_dir, outcomes)
     print(f"\n{format_outcomes(outcomes)}", file=out)
     print(f"Batch {batch.batch_id} appended to {path}", file=out)
     return exit_code(outcomes)
