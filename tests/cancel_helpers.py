@@ -6,13 +6,18 @@ emulated platform they remediate, and `cancel(...)` to run the command in proces
   the audit found on it (four stale tasks, one IN_PROGRESS, plus tasks never to touch);
 - `emulator(fleet)`: the emulator on loopback with fast quotas, yields (URL, stats);
 - `cancel(run, apply=...)`: `cancel_command` with test credentials; (exit code, output);
-- `outcomes_of(run)`/`statuses(fleet)`: what remediation.parquet and the platform say.
+- `outcomes_of(run)`/`statuses(fleet)`: what remediation.parquet and the platform say;
+- `platform_task(planned)`: the planned task as the client parses it from a re-read;
+- `apply_command(run, url)`: the argv and environment of `fleetaudit cancel RUN --apply`
+  in a child process, as cron would run it.
 """
 
 from __future__ import annotations
 
 import io
+import os
 import random
+import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -25,8 +30,9 @@ import pyarrow.parquet as pq
 from fleetaudit.api.client import DEFAULT_QUOTAS
 from fleetaudit.emulator.app import STATS_KEY, EmulatorStats
 from fleetaudit.emulator.fleet import StaticFleet
-from fleetaudit.models import Credentials
+from fleetaudit.models import Credentials, Task
 from fleetaudit.remediation.apply import cancel_command
+from fleetaudit.remediation.plan import PlannedTask
 from fleetaudit.report.schema import rows_to_batch
 
 from helpers import TEST_KEY_ID, TEST_SECRET, FleetBuilder, emulator_url
@@ -170,3 +176,33 @@ def statuses(fleet: StaticFleet) -> dict[str, str]:
         for pk, name, _ in fleet.iter_device_list()
         for t in fleet.tasks(fleet.device(pk, name))  # type: ignore[arg-type]
     }
+
+
+def apply_command(run: Path, url: str) -> tuple[list[str], dict[str, str]]:
+    """`python -m fleetaudit cancel RUN --apply` against `url`: (argv, environment)."""
+    env = {
+        **os.environ,
+        "FLEETAUDIT_ACCESS_KEY_ID": TEST_KEY_ID,
+        "FLEETAUDIT_ACCESS_KEY_SECRET": TEST_SECRET,
+    }
+    argv = [sys.executable, "-m", "fleetaudit", "cancel", str(run), "--apply"]
+    return [*argv, "--endpoint", url, "--qps", "1000"], env
+
+
+def platform_task(task: PlannedTask) -> Task:
+    """`task` as ListOTAUnfinishedTaskByDevice lists it (still unfinished, same status)."""
+    return Task(
+        task_id=task.task_id,
+        job_id=task.job_id,
+        firmware_id=task.firmware_id,
+        product_key=task.product_key,
+        product_name=None,
+        device_name=task.device_name,
+        iot_id=task.iot_id,
+        module_name=task.module_name or "default",
+        src_version=None,
+        dest_version="2.0",
+        task_status=task.task_status or "QUEUED",
+        utc_create=0,
+        utc_modified=0,
+    )

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -13,6 +12,7 @@ from fleetaudit.errors import EXIT_INCOMPLETE, LockHeld
 from fleetaudit.lock import apply_lock
 
 from cancel_helpers import (
+    apply_command,
     audit_findings,
     cancel,
     emulator,
@@ -20,25 +20,12 @@ from cancel_helpers import (
     make_run_dir,
     statuses,
 )
-from helpers import TEST_KEY_ID, TEST_SECRET
 
 
 def apply_in_subprocess(run: Path, url: str) -> subprocess.CompletedProcess[str]:
-    """`python -m fleetaudit cancel RUN --apply` in a child process, as cron would run it."""
-    env = {
-        **os.environ,
-        "FLEETAUDIT_ACCESS_KEY_ID": TEST_KEY_ID,
-        "FLEETAUDIT_ACCESS_KEY_SECRET": TEST_SECRET,
-    }
-    command = [sys.executable, "-m", "fleetaudit", "cancel", str(run), "--apply"]
-    return subprocess.run(
-        [*command, "--endpoint", url, "--qps", "1000"],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
+    """`fleetaudit cancel RUN --apply` in a child process, run to its end."""
+    argv, env = apply_command(run, url)
+    return subprocess.run(argv, env=env, capture_output=True, text=True, timeout=60, check=False)
 
 
 def test_second_apply_exits_4_and_calls_nothing(tmp_path: Path) -> None:

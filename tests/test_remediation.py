@@ -19,9 +19,9 @@ from fleetaudit.errors import AuthError, UsageError
 from fleetaudit.models import CallFailure, Credentials, Task
 from fleetaudit.remediation.apply import cancel_command
 from fleetaudit.remediation.files import (
-    append_outcomes,
     manifest_endpoint,
     read_findings,
+    rebuild_outcomes,
     write_plan,
 )
 from fleetaudit.remediation.plan import (
@@ -287,9 +287,9 @@ def test_plan_text_shows_ages_as_durations_and_unknown_as_dash() -> None:
     assert ages == {"t-1": "25h", "t-2": "-"}
 
 
-@pytest.mark.parametrize("module", ["plan", "render"])
+@pytest.mark.parametrize("module", ["plan", "render", "ledger"])
 def test_pure_modules_import_no_io(module: str) -> None:
-    """The plan and its rendering stay pure: no aiohttp, anyio, pyarrow or file system."""
+    """The plan, its rendering and the journal's logic stay pure: no aiohttp, anyio, files."""
     source = (Path(remediation.__file__).parent / f"{module}.py").read_text()
     imported = {
         name.split(".")[0]
@@ -333,11 +333,11 @@ def test_written_plan_has_the_cancel_plan_schema(tmp_path: Path) -> None:
     assert table.column("call_index").to_pylist() == [0, 1]
 
 
-def test_second_batch_is_appended_not_overwritten(tmp_path: Path) -> None:
-    """Each apply adds its batch to remediation.parquet and keeps the earlier ones."""
+def test_rebuilt_outcomes_keep_every_batch_in_order(tmp_path: Path) -> None:
+    """remediation.parquet rebuilt from the journal holds each batch, oldest first."""
     second = Batch("20250102T000000Z-000001", BATCH.applied_at + 86_400_000)
-    append_outcomes(tmp_path, [outcome_row("t-1")])
-    path = append_outcomes(tmp_path, [outcome_row("t-1", second), outcome_row("t-2", second)])
+    rows = [outcome_row("t-1", second), outcome_row("t-1"), outcome_row("t-2", second)]
+    path = rebuild_outcomes(tmp_path, rows)
     table = pq.read_table(path)
     assert table.schema.equals(REMEDIATION_TABLES["remediation"])
     assert table.column("batch_id").to_pylist() == [BATCH.batch_id, *[second.batch_id] * 2]

@@ -197,11 +197,30 @@ def build_plan(
 ) -> Plan:
     """The cancel plan for a run's findings: tasks (each with its call's index) and calls."""
     tasks, skipped = select_tasks(findings, finding_types, devices)
+    return plan_of(tasks, skipped)
+
+
+def plan_of(tasks: Sequence[PlannedTask], skipped: int = 0) -> Plan:
+    """The plan cancelling `tasks` (one per task id): each task with its call's index."""
     calls = group_calls(tasks)
     index = call_index(calls)
     placed = [replace(task, call_index=index[(*task.group, task.device_name)]) for task in tasks]
     placed.sort(key=lambda t: (t.call_index, t.device_name, t.task_id))
     return Plan(tasks=tuple(placed), calls=tuple(calls), skipped=skipped)
+
+
+def with_tasks(plan: Plan, extra: Iterable[PlannedTask]) -> Plan:
+    """`plan` plus the tasks of `extra` it does not name yet (by task id)."""
+    known = {task.task_id for task in plan.tasks}
+    added = [task for task in extra if task.task_id not in known]
+    if not added:
+        return plan
+    return plan_of([*plan.tasks, *added], plan.skipped)
+
+
+def without_tasks(tasks: Iterable[PlannedTask], task_ids: Collection[str]) -> list[PlannedTask]:
+    """`tasks` less those whose id is in `task_ids`."""
+    return [task for task in tasks if task.task_id not in task_ids]
 
 
 def call_index(calls: Sequence[CancelCall]) -> dict[tuple[str, str, str | None, str], int]:
@@ -221,7 +240,7 @@ class Batch:
     applied_at: int  # epoch ms
 
 
-def _outcome(
+def outcome_for(
     batch: Batch,
     task: PlannedTask,
     outcome: str,
@@ -231,6 +250,7 @@ def _outcome(
     message: str | None = None,
     request_id: str | None = None,
 ) -> TaskOutcome:
+    """The remediation row saying what became of `task` in `batch`."""
     return TaskOutcome(
         batch_id=batch.batch_id,
         applied_at=batch.applied_at,
@@ -269,14 +289,14 @@ def recheck(
     for task in tasks:
         listed = current.get(task.device, ())
         if isinstance(listed, CallFailure):
-            settled.append(_outcome(batch, task, "failed", task.task_status, failure=listed))
+            settled.append(outcome_for(batch, task, "failed", task.task_status, failure=listed))
             continue
         now = next((t for t in listed if t.task_id == task.task_id), None)
         if now is None:
-            settled.append(_outcome(batch, task, "already_finished", task.task_status))
+            settled.append(outcome_for(batch, task, "already_finished", task.task_status))
         elif task.task_status is not None and now.task_status != task.task_status:
             message = f"status changed since the audit ({task.task_status} -> {now.task_status})"
-            settled.append(_outcome(batch, task, "still_open", now.task_status, message=message))
+            settled.append(outcome_for(batch, task, "still_open", now.task_status, message=message))
         else:
             keep.append(replace(task, task_status=now.task_status))
     return _drop_collateral(keep, current, batch, settled)
@@ -301,7 +321,7 @@ def _drop_collateral(
             safe.append(task)
             continue
         message = f"the call would also cancel unplanned task {bystander.task_id}"
-        settled.append(_outcome(batch, task, "still_open", task.task_status, message=message))
+        settled.append(outcome_for(batch, task, "still_open", task.task_status, message=message))
     return safe, settled
 
 
@@ -318,19 +338,21 @@ def classify(
     for task in tasks:
         result = results[index[(*task.group, task.device_name)]]
         if isinstance(result, CallFailure):
-            outcomes.append(_outcome(batch, task, "failed", task.task_status, failure=result))
+            outcomes.append(outcome_for(batch, task, "failed", task.task_status, failure=result))
             continue
         listed = after.get(task.device, ())
         if isinstance(listed, CallFailure):
-            outcomes.append(_outcome(batch, task, "failed", task.task_status, failure=listed))
+            outcomes.append(outcome_for(batch, task, "failed", task.task_status, failure=listed))
             continue
         still = next((t for t in listed if t.task_id == task.task_id), None)
         if still is None:
-            outcomes.append(_outcome(batch, task, "cancelled", task.task_status, request_id=result))
+            outcomes.append(
+                outcome_for(batch, task, "cancelled", task.task_status, request_id=result)
+            )
         else:
             message = f"still {still.task_status} after the cancel call"
             outcomes.append(
-                _outcome(
+                outcome_for(
                     batch, task, "still_open", task.task_status, message=message, request_id=result
                 )
             )
