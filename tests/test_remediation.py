@@ -7,6 +7,7 @@ import io
 from pathlib import Path
 from typing import Any
 
+import orjson
 import pyarrow.parquet as pq
 import pytest
 from hypothesis import given
@@ -14,6 +15,7 @@ from hypothesis import strategies as st
 
 from fleetaudit import remediation
 from fleetaudit.api.protocol import MAX_CANCEL_DEVICES
+from fleetaudit.cli import main
 from fleetaudit.emulator.faults import FaultPlan
 from fleetaudit.errors import AuthError, UsageError
 from fleetaudit.models import CallFailure, Credentials, Task
@@ -39,7 +41,7 @@ from fleetaudit.remediation.plan import (
 )
 from fleetaudit.remediation.render import format_plan, format_table
 from fleetaudit.report.schema import REMEDIATION_TABLES
-from fleetaudit.terms import Action
+from fleetaudit.terms import UNFINISHED_STATUSES, Action
 
 from cancel_helpers import (
     FAST,
@@ -57,6 +59,7 @@ from cancel_helpers import (
 )
 from helpers import TEST_KEY_ID, TEST_SECRET
 
+ALL_UNFINISHED = tuple(UNFINISHED_STATUSES)
 BATCH = Batch("20250101T000000Z-abcdef", 1_735_689_600_000)
 
 
@@ -354,29 +357,27 @@ async def test_dry_run_prints_the_plan_writes_it_and_calls_nothing(tmp_path: Pat
         run = make_run_dir(tmp_path, audit_findings(), url)
         code, text = await cancel(run, apply=False)
         assert (code, sum(stats.served.values()), sum(stats.rejected.values())) == (0, 0, 0)
-    assert "CancelOTATaskByDevice ProductKey=pk1 FirmwareId=fw1 JobId=job1 devices=3" in text
+    assert "CancelOTATaskByDevice ProductKey=pk1 FirmwareId=fw1 JobId=job1 devices=2" in text
+    assert "1 task(s) left out by status (IN_PROGRESS 1)" in text
     assert pq.read_table(run / "cancel-plan.parquet").column("task_id").to_pylist() == [
         "t-1",
         "t-2",
-        "t-3",
         "t-4",
     ]
 
 
-async def test_apply_cancels_exactly_the_cancellable_planned_tasks(tmp_path: Path) -> None:
-    """With the reference page's cancellable set, IN_PROGRESS stays open and exits 1."""
+async def test_default_apply_plans_only_what_the_platform_cancels_and_exits_0(
+    tmp_path: Path,
+) -> None:
+    """By default an IN_PROGRESS task is not planned (the platform would not cancel it), so
+    the apply cancels every planned task and exits 0."""
     fleet = make_fleet()
     with emulator(fleet) as (url, stats):
         run = make_run_dir(tmp_path, audit_findings(), url)
         code, text = await cancel(run, apply=True)
-        assert (code, stats.cancel_calls) == (1, 2)
+        assert (code, stats.cancel_calls) == (0, 2)
     assert TEST_SECRET not in text
-    assert outcomes_of(run) == {
-        "t-1": "cancelled",
-        "t-2": "cancelled",
-        "t-3": "still_open",
-        "t-4": "cancelled",
-    }
+    assert outcomes_of(run) == {"t-1": "cancelled", "t-2": "cancelled", "t-4": "cancelled"}
     assert statuses(fleet) == {
         "t-1": "CANCELED",
         "t-2": "CANCELED",
@@ -387,13 +388,44 @@ async def test_apply_cancels_exactly_the_cancellable_planned_tasks(tmp_path: Pat
     }
 
 
+async def test_in_progress_is_planned_when_cancel_statuses_include_it(tmp_path: Path) -> None:
+    """With IN_PROGRESS in cancel_statuses it is planned; a platform that does not cancel it
+    leaves it still_open and the apply exits 1."""
+    fleet = make_fleet()
+    with emulator(fleet) as (url, stats):
+        run = make_run_dir(tmp_path, audit_findings(), url)
+        code, _ = await cancel(run, apply=True, statuses=ALL_UNFINISHED)
+        assert (code, stats.cancel_calls) == (1, 2)
+    assert outcomes_of(run) == {
+        "t-1": "cancelled",
+        "t-2": "cancelled",
+        "t-3": "still_open",
+        "t-4": "cancelled",
+    }
+
+
+async def test_manifest_cancel_statuses_are_the_default(tmp_path: Path) -> None:
+    """A run whose job file set cancel_statuses plans by them unless --cancel-statuses says
+    otherwise."""
+    run = make_run_dir(tmp_path, audit_findings(), None)
+    manifest = orjson.loads((run / "manifest.json").read_bytes())
+    manifest["config"]["cancel_statuses"] = ["QUEUED", "IN_PROGRESS"]
+    (run / "manifest.json").write_bytes(orjson.dumps(manifest))
+    _, text = await cancel(run, apply=False)
+    planned_ids = pq.read_table(run / "cancel-plan.parquet").column("task_id").to_pylist()
+    assert planned_ids == ["t-1", "t-3"]
+    assert "(CONFIRM 1, NOTIFIED 1)" in text
+    await cancel(run, apply=False, statuses=["CONFIRM"])
+    assert pq.read_table(run / "cancel-plan.parquet").column("task_id").to_pylist() == ["t-4"]
+
+
 async def test_apply_cancels_in_progress_when_the_platform_allows_it(tmp_path: Path) -> None:
-    """With IN_PROGRESS cancellable every planned task is cancelled and the exit is 0."""
+    """With IN_PROGRESS cancellable and planned, every task is cancelled and the exit is 0."""
     fleet = make_fleet()
     cancellable = frozenset({"CONFIRM", "QUEUED", "NOTIFIED", "IN_PROGRESS"})
     with emulator(fleet, cancellable=cancellable) as (url, _):
         run = make_run_dir(tmp_path, audit_findings(), url)
-        code, _ = await cancel(run, apply=True)
+        code, _ = await cancel(run, apply=True, statuses=ALL_UNFINISHED)
     assert code == 0
     assert set(outcomes_of(run).values()) == {"cancelled"}
     assert statuses(fleet)["t-fresh"] == "QUEUED"
@@ -405,8 +437,8 @@ async def test_second_apply_cancels_nothing_more_and_appends_a_batch(tmp_path: P
     cancellable = frozenset({"CONFIRM", "QUEUED", "NOTIFIED", "IN_PROGRESS"})
     with emulator(fleet, cancellable=cancellable) as (url, stats):
         run = make_run_dir(tmp_path, audit_findings(), url)
-        await cancel(run, apply=True)
-        code, text = await cancel(run, apply=True, now_ms=NOW_MS + 60_000)
+        await cancel(run, apply=True, statuses=ALL_UNFINISHED)
+        code, text = await cancel(run, apply=True, now_ms=NOW_MS + 60_000, statuses=ALL_UNFINISHED)
         assert (code, stats.cancel_calls) == (0, 2)
     assert set(outcomes_of(run).values()) == {"already_finished"}
     assert pq.read_table(run / "remediation.parquet").num_rows == 8
@@ -499,3 +531,10 @@ async def test_apply_splits_250_devices_into_calls_the_platform_accepts(tmp_path
         run = make_run_dir(tmp_path, [finding(name, f"t-{name}") for name in names], url)
         code, _ = await cancel(run, apply=True)
         assert (code, stats.cancel_calls, stats.cancelled_tasks) == (0, 2, 250)
+
+
+def test_cancel_statuses_option_reaches_the_plan(tmp_path: Path) -> None:
+    """`fleetaudit cancel RUN --cancel-statuses ...` plans the statuses it names."""
+    run = make_run_dir(tmp_path, audit_findings(), None)
+    assert main(["cancel", str(run), "--cancel-statuses", "in_progress"]) == 0
+    assert pq.read_table(run / "cancel-plan.parquet").column("task_id").to_pylist() == ["t-3"]

@@ -18,6 +18,7 @@ from typing import Protocol, TextIO, TypeVar
 import anyio
 
 from fleetaudit.api.client import ClientSettings, open_client
+from fleetaudit.config import Settings
 from fleetaudit.credentials import KEY_ID_ENV, SECRET_ENV
 from fleetaudit.devices import read_devices
 from fleetaudit.durations import time_id
@@ -28,6 +29,7 @@ from fleetaudit.remediation.files import (
     Journal,
     device_keys,
     manifest_endpoint,
+    manifest_setting,
     read_findings,
     rebuild_outcomes,
     write_plan,
@@ -61,6 +63,7 @@ from fleetaudit.remediation.plan import (
     without_tasks,
 )
 from fleetaudit.remediation.render import format_outcomes, format_plan
+from fleetaudit.settings import rows
 
 T = TypeVar("T")
 
@@ -222,6 +225,7 @@ async def cancel_command(
     *,
     finding_types: Sequence[str] | None = None,
     device_list: Path | None = None,
+    statuses: Sequence[str] | None = None,
     endpoint: str | None = None,
     apply: bool = False,
     credentials: Credentials | None = None,
@@ -239,7 +243,8 @@ async def cancel_command(
     except ValueError as error:
         raise UsageError(str(error)) from None
     devices = device_keys(read_devices(device_list)) if device_list is not None else None
-    plan = build_plan(read_findings(run_dir), types, devices)
+    chosen = statuses if statuses is not None else _manifest_statuses(run_dir)
+    plan = build_plan(read_findings(run_dir), types, devices, chosen)
     if not apply:
         print(format_plan(plan), file=out)
         print(f"Plan written to {write_plan(run_dir, plan.tasks)}", file=out)
@@ -275,6 +280,19 @@ async def cancel_command(
     print(f"\n{format_outcomes(outcomes)}", file=out)
     print(f"Batch {batch.batch_id} recorded in {path}", file=out)
     return exit_code([*reconciled, *outcomes])
+
+
+def _manifest_statuses(run_dir: Path) -> Sequence[str]:
+    """`cancel_statuses` as the run recorded it (its job file may set it), else the default."""
+    row = rows(Settings)["cancel_statuses"]
+    recorded = manifest_setting(run_dir, "cancel_statuses")
+    if recorded is None:
+        return tuple(Settings().cancel_statuses)
+    try:
+        chosen: Sequence[str] = row.kind.from_toml(recorded, run_dir)
+    except ValueError as error:
+        raise UsageError(f"{run_dir}: manifest cancel_statuses {recorded!r}: {error}") from None
+    return chosen
 
 
 def _client_settings(

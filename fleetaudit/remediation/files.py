@@ -77,6 +77,16 @@ def manifest_endpoint(run_dir: Path) -> str | None:
     return None
 
 
+def manifest_setting(run_dir: Path, name: str) -> object:
+    """The value of setting `name` in the run manifest's `config` (None if unrecorded)."""
+    try:
+        manifest = orjson.loads((run_dir / MANIFEST_FILE).read_bytes())
+    except (FileNotFoundError, orjson.JSONDecodeError):
+        return None  # manifest_endpoint, read first, reports a broken manifest
+    config = manifest.get("config") if isinstance(manifest, dict) else None
+    return config.get(name) if isinstance(config, dict) else None
+
+
 def device_keys(devices: Iterable[Device]) -> set[DeviceKey]:
     """The (product_key, device_name) pairs of a device list."""
     return {(device.product_key, device.device_name) for device in devices}

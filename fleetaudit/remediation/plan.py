@@ -9,6 +9,7 @@ firmware, job)); re-read task lists decide which planned tasks are still safe to
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from typing import Any
@@ -84,11 +85,13 @@ class CancelCall:
 
 @dataclass(frozen=True, slots=True)
 class Plan:
-    """The tasks to cancel and the calls that cancel them; `skipped` counts unusable findings."""
+    """The tasks to cancel and the calls that cancel them; `skipped` counts unusable findings,
+    `left_out` the tasks not planned because of their status, per status."""
 
     tasks: tuple[PlannedTask, ...]
     calls: tuple[CancelCall, ...]
     skipped: int = 0
+    left_out: tuple[tuple[str, int], ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -194,19 +197,33 @@ def build_plan(
     findings: Iterable[Mapping[str, Any]],
     finding_types: Collection[str] = DEFAULT_FINDING_TYPES,
     devices: Collection[DeviceKey] | None = None,
+    statuses: Collection[str] | None = None,
 ) -> Plan:
-    """The cancel plan for a run's findings: tasks (each with its call's index) and calls."""
+    """The cancel plan for a run's findings: tasks (each with its call's index) and calls.
+
+    `statuses`, when given, are the task statuses worth a call (the platform cancels only
+    some: an IN_PROGRESS task stays upgrading whatever is sent); a task the audit saw in
+    another status is left out and counted. A task of unknown status is planned: the
+    re-check before the call reads its status anyway.
+    """
     tasks, skipped = select_tasks(findings, finding_types, devices)
-    return plan_of(tasks, skipped)
+    left_out: Counter[str] = Counter()
+    if statuses is not None:
+        kept = [t for t in tasks if t.task_status is None or t.task_status in statuses]
+        left_out.update(t.task_status for t in tasks if t not in kept and t.task_status)
+        tasks = kept
+    return plan_of(tasks, skipped, tuple(sorted(left_out.items())))
 
 
-def plan_of(tasks: Sequence[PlannedTask], skipped: int = 0) -> Plan:
+def plan_of(
+    tasks: Sequence[PlannedTask], skipped: int = 0, left_out: tuple[tuple[str, int], ...] = ()
+) -> Plan:
     """The plan cancelling `tasks` (one per task id): each task with its call's index."""
     calls = group_calls(tasks)
     index = call_index(calls)
     placed = [replace(task, call_index=index[(*task.group, task.device_name)]) for task in tasks]
     placed.sort(key=lambda t: (t.call_index, t.device_name, t.task_id))
-    return Plan(tasks=tuple(placed), calls=tuple(calls), skipped=skipped)
+    return Plan(tasks=tuple(placed), calls=tuple(calls), skipped=skipped, left_out=left_out)
 
 
 def with_tasks(plan: Plan, extra: Iterable[PlannedTask]) -> Plan:
@@ -215,7 +232,7 @@ def with_tasks(plan: Plan, extra: Iterable[PlannedTask]) -> Plan:
     added = [task for task in extra if task.task_id not in known]
     if not added:
         return plan
-    return plan_of([*plan.tasks, *added], plan.skipped)
+    return plan_of([*plan.tasks, *added], plan.skipped, plan.left_out)
 
 
 def without_tasks(tasks: Iterable[PlannedTask], task_ids: Collection[str]) -> list[PlannedTask]:
