@@ -79,13 +79,17 @@ class CancelGate:
     The first cancel call is answered; the second is carried out by the platform but its
     answer withheld; the third is withheld before it reaches the platform. `all_in` is set
     once three have arrived (every call of the plan is in flight), `release` lets the
-    withheld ones end (with no answer worth reading). Later calls pass untouched.
+    withheld ones end by closing their connections (`ended` once they have). Later calls
+    pass untouched.
     """
 
     def __init__(self) -> None:
         self.arrived: list[list[str]] = []
         self.all_in = threading.Event()
         self.release = threading.Event()
+        self.ended = threading.Event()  # every withheld call ended, its socket closed
+        self._held = 0
+        self._lock = threading.Lock()
 
     @web.middleware
     async def middleware(self, request: web.Request, handler: Handler) -> web.StreamResponse:
@@ -95,6 +99,9 @@ class CancelGate:
         if params.get("Action") != Action.CANCEL_TASKS or len(self.arrived) >= 3:
             return await handler(request)
         seen = len(self.arrived)
+        if seen:
+            with self._lock:
+                self._held += 1
         self.arrived.append(sorted(v for k, v in params.items() if k.startswith("DeviceName.")))
         if seen == 0:
             return await handler(request)
@@ -102,8 +109,17 @@ class CancelGate:
             await handler(request)  # the platform cancels; the client never hears of it
         if len(self.arrived) == 3:
             self.all_in.set()
-        await asyncio.get_running_loop().run_in_executor(None, self.release.wait)
-        return web.Response(status=503)
+        try:
+            await asyncio.get_running_loop().run_in_executor(None, self.release.wait)
+            transport = request.transport
+            if transport is not None:
+                transport.abort()  # no answer ever: close the socket, like a dead proxy
+            raise asyncio.CancelledError
+        finally:
+            with self._lock:
+                self._held -= 1
+                if not self._held:
+                    self.ended.set()
 
 
 def kill_apply_when_all_calls_are_in(run: Path, url: str, gate: CancelGate) -> None:
@@ -116,6 +132,7 @@ def kill_apply_when_all_calls_are_in(run: Path, url: str, gate: CancelGate) -> N
         child.kill()
         child.wait(timeout=30)
         gate.release.set()
+        assert gate.ended.wait(timeout=30)
 
 
 def tasks_of(devices: list[str]) -> set[str]:

@@ -54,6 +54,7 @@ from fleetaudit.remediation.plan import (
     PlannedTask,
     TaskOutcome,
     build_plan,
+    call_index,
     classify,
     exit_code,
     group_calls,
@@ -163,15 +164,23 @@ async def make_calls(
 class Recorder:
     """Writes one apply's steps to the cancel journal (see ledger.py for the order)."""
 
-    def __init__(self, journal: Journal, batch: Batch, tasks: Sequence[PlannedTask]) -> None:
+    def __init__(
+        self,
+        journal: Journal,
+        batch: Batch,
+        tasks: Sequence[PlannedTask],
+        calls: Sequence[CancelCall],
+    ) -> None:
         self._journal = journal
         self._batch = batch
-        self._tasks = tasks
+        index = call_index(calls)
+        self._by_call: dict[int, list[PlannedTask]] = {}
+        for task in tasks:
+            self._by_call.setdefault(index[(*task.group, task.device_name)], []).append(task)
 
     def intent(self, index: int, call: CancelCall) -> None:
         """Before call `index` is sent: the call and the tasks it cancels, fsynced."""
-        named = set(call.device_names)
-        tasks = [t for t in self._tasks if t.group == _group(call) and t.device_name in named]
+        tasks = self._by_call.get(index, [])
         self._journal.append(intent_entry(self._batch, index, call, tasks))
 
     def called(self, index: int, result: CallResult) -> None:
@@ -181,10 +190,6 @@ class Recorder:
     def outcomes(self, outcomes: Iterable[TaskOutcome]) -> None:
         """Tasks whose fate is known."""
         self._journal.extend(outcome_entry(o) for o in outcomes)
-
-
-def _group(call: CancelCall) -> tuple[str, str, str | None]:
-    return (call.product_key, call.firmware_id, call.job_id)
 
 
 async def apply_plan(
@@ -208,7 +213,7 @@ async def apply_plan(
     done = {o.task_id for o in reconciled}
     to_cancel, settled = recheck(without_tasks(plan.tasks, done), before, batch)
     calls = group_calls(to_cancel)
-    record = Recorder(journal, batch, to_cancel) if journal is not None else None
+    record = Recorder(journal, batch, to_cancel, calls) if journal is not None else None
     if record is not None:
         record.outcomes([*reconciled, *settled])
     results = await make_calls(client, calls, concurrency, record)
