@@ -92,8 +92,9 @@ def build_parser() -> argparse.ArgumentParser:
     cancel.add_argument(
         "--device-list", type=Path, metavar="PATH", help="only devices in this list"
     )
-    # The same rows as `run`'s: one declaration, one validation (endpoint from the manifest).
-    add_options(cancel, Settings, only=("endpoint", "qps"))
+    # The same rows as `run`'s: one declaration, one validation (endpoint and cancel_statuses
+    # default to what the run's manifest recorded).
+    add_options(cancel, Settings, only=("endpoint", "qps", "cancel_statuses"))
     cancel.add_argument(
         "--apply", action="store_true", help="really cancel (re-checks each task first)"
     )
@@ -160,7 +161,8 @@ def _emulator_command(args: argparse.Namespace) -> int:
 def _cancel_command(args: argparse.Namespace) -> int:
     from fleetaudit.remediation.apply import cancel_command
 
-    options = Settings(**option_values(Settings, args))
+    given = option_values(Settings, args)
+    options = Settings(**given)
     credentials = _credentials() if args.apply else None
     return anyio.run(
         partial(
@@ -168,6 +170,7 @@ def _cancel_command(args: argparse.Namespace) -> int:
             args.run_dir,
             finding_types=args.finding or None,
             device_list=args.device_list,
+            statuses=given.get("cancel_statuses"),
             endpoint=options.endpoint,
             apply=args.apply,
             credentials=credentials,

@@ -14,9 +14,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from fleetaudit.api.protocol import CANCELLABLE_STATUSES
 from fleetaudit.errors import UsageError
 from fleetaudit.settings import (
     Choice,
+    Choices,
     Flag,
     Moment,
     Number,
@@ -33,7 +35,7 @@ from fleetaudit.settings import (
     setting,
     table_values,
 )
-from fleetaudit.terms import Action
+from fleetaudit.terms import UNFINISHED_STATUSES, Action
 from fleetaudit.tomlfile import read_toml
 
 # Every quota, timeout and count has a ceiling: a typo of three zeros should be refused,
@@ -165,6 +167,11 @@ class Settings:
         Flag(), "run even when the device list holds no device (else exit 2: a truncated export?)",
         default=False, flag="--allow-empty-device-list",
     )  # fmt: skip
+    cancel_statuses: tuple[str, ...] = setting(
+        Choices(tuple(UNFINISHED_STATUSES), upper=True), "task statuses `cancel` plans "
+        "(default: the ones the platform cancels; it leaves IN_PROGRESS upgrading)",
+        default=tuple(map(str, CANCELLABLE_STATUSES)), flag="--cancel-statuses", metavar="S,S",
+    )  # fmt: skip
     gate: GateRules = setting(Section(GateRules), "the [gate] table", default=GateRules())
 
     def quotas_per_action(self) -> dict[str, float] | None:
@@ -227,4 +234,6 @@ def settings_reference() -> str:
 def _shown(default: object) -> str:
     if isinstance(default, Mapping):
         return "{}"
+    if isinstance(default, tuple):
+        return ",".join(map(str, default))
     return str(default).lower() if isinstance(default, bool) else str(default)

@@ -9,7 +9,8 @@ place that maps them to process exit codes (see docs/REPORTS.md):
     ├── AuthError             exit 3: credentials, signature, clock skew or permission:
     │                         the whole run stops at once, nothing is retried
     ├── RunIncomplete         exit 4: aborted or too many failures; the run can be resumed
-    ├── LockHeld              exit 4: another run holds OUT/.lock; nothing was done
+    ├── LockHeld              exit 4: another run holds OUT/.lock (or another apply
+    │                         RUN_DIR/.cancel.lock); nothing was done
     └── ApiError              one API call failed (raised inside the client)
         ├── TransientError    worth retrying: throttling, 5xx, timeouts, broken bodies
         └── CallFailed        final: not retryable, or retries exhausted. Carries a
@@ -77,7 +78,7 @@ class RunIncomplete(FleetauditError):
 
 
 class LockHeld(FleetauditError):
-    """Another fleetaudit run is writing to the same output directory; nothing was done."""
+    """Another run (or apply) holds the same directory's lock; nothing was done."""
 
     # Like an incomplete run: this run did not happen, and cron should say so.
     exit_code = EXIT_INCOMPLETE

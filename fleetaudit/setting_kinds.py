@@ -173,6 +173,39 @@ class Choice:
 
 
 @dataclass(frozen=True)
+class Choices:
+    """Several of a few words, at least one: a TOML list, or comma-separated text."""
+
+    choices: tuple[str, ...]
+    upper: bool = False
+
+    @property
+    def accepts(self) -> str:
+        return f"one or more of {', '.join(self.choices)}"
+
+    def from_toml(self, raw: object, base: Path) -> tuple[str, ...]:
+        if isinstance(raw, str):
+            return self.from_text(raw)
+        if not isinstance(raw, list | tuple) or not all(isinstance(item, str) for item in raw):
+            raise ValueError(f"must be {self.accepts}")
+        return self._chosen(list(raw))
+
+    def from_text(self, text: str) -> tuple[str, ...]:
+        return self._chosen(text.split(","))
+
+    def to_json(self, value: tuple[str, ...]) -> object:
+        return list(value)
+
+    def _chosen(self, words: list[str]) -> tuple[str, ...]:
+        folded = [w.strip().upper() if self.upper else w.strip().lower() for w in words]
+        chosen = tuple(dict.fromkeys(w for w in folded if w))
+        unknown = [w for w in chosen if w not in self.choices]
+        if not chosen or unknown:
+            raise ValueError(f"must be {self.accepts}")
+        return chosen
+
+
+@dataclass(frozen=True)
 class Flag:
     """True or false; on the command line a flag that sets it true."""
 

@@ -31,6 +31,7 @@ from typing import Any, Generic, TypeVar
 from fleetaudit.errors import UsageError
 from fleetaudit.setting_kinds import (
     Choice,
+    Choices,
     Duration,
     Flag,
     Kind,
@@ -47,6 +48,7 @@ from fleetaudit.setting_kinds import (
 # Re-exported: config.py declares its rows with these kinds.
 __all__ = [
     "Choice",
+    "Choices",
     "Duration",
     "Flag",
     "Moment",

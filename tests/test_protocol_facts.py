@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from fleetaudit.api import protocol
 from fleetaudit.emulator import actions, facts
+from fleetaudit.emulator.app import DEFAULT_CANCELLABLE
 from fleetaudit.terms import TERMINAL_STATUSES, UNFINISHED_STATUSES
 
 
@@ -18,3 +19,4 @@ def test_emulator_facts_agree_with_the_protocol() -> None:
     )
     assert facts.UNFINISHED_STATUSES == UNFINISHED_STATUSES
     assert facts.TERMINAL_STATUSES == TERMINAL_STATUSES
+    assert set(protocol.CANCELLABLE_STATUSES) == DEFAULT_CANCELLABLE

@@ -4,32 +4,26 @@ from __future__ import annotations
 
 import ast
 import io
-import random
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 import orjson
-import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
 from fleetaudit import remediation
-from fleetaudit.api.client import DEFAULT_QUOTAS
 from fleetaudit.api.protocol import MAX_CANCEL_DEVICES
-from fleetaudit.emulator.app import STATS_KEY, EmulatorStats
+from fleetaudit.cli import main
 from fleetaudit.emulator.faults import FaultPlan
-from fleetaudit.emulator.fleet import StaticFleet
 from fleetaudit.errors import AuthError, UsageError
 from fleetaudit.models import CallFailure, Credentials, Task
 from fleetaudit.remediation.apply import cancel_command
 from fleetaudit.remediation.files import (
-    append_outcomes,
     manifest_endpoint,
     read_findings,
+    rebuild_outcomes,
     write_plan,
 )
 from fleetaudit.remediation.plan import (
@@ -46,38 +40,27 @@ from fleetaudit.remediation.plan import (
     validate_finding_types,
 )
 from fleetaudit.remediation.render import format_plan, format_table
-from fleetaudit.report.schema import REMEDIATION_TABLES, rows_to_batch
-from fleetaudit.terms import Action
+from fleetaudit.report.schema import REMEDIATION_TABLES
+from fleetaudit.terms import UNFINISHED_STATUSES, Action
 
-from helpers import TEST_KEY_ID, TEST_SECRET, FleetBuilder, emulator_url
+from cancel_helpers import (
+    FAST,
+    NOW_MS,
+    audit_findings,
+    cancel,
+    emulator,
+    finding,
+    make_fleet,
+    make_run_dir,
+    outcomes_of,
+    platform,
+    stale_task,
+    statuses,
+)
+from helpers import TEST_KEY_ID, TEST_SECRET
 
+ALL_UNFINISHED = tuple(UNFINISHED_STATUSES)
 BATCH = Batch("20250101T000000Z-abcdef", 1_735_689_600_000)
-
-
-def finding(
-    device: str = "dev-1",
-    task_id: str = "t-1",
-    *,
-    finding_type: str = "stalled_task",
-    product_key: str = "pk1",
-    firmware_id: str | None = "fw1",
-    job_id: str | None = "job1",
-    status: str = "QUEUED",
-    age: int | None = 90_000,
-) -> dict[str, Any]:
-    """A findings row as read from findings.parquet."""
-    return {
-        "finding_type": finding_type,
-        "product_key": product_key,
-        "device_name": device,
-        "iot_id": f"iot-{device}",
-        "module_name": "default",
-        "task_id": task_id,
-        "task_status": status,
-        "firmware_id": firmware_id,
-        "job_id": job_id,
-        "age_seconds": age,
-    }
 
 
 def planned(device: str = "dev-1", task_id: str = "t-1", **kwargs: Any) -> PlannedTask:
@@ -307,9 +290,9 @@ def test_plan_text_shows_ages_as_durations_and_unknown_as_dash() -> None:
     assert ages == {"t-1": "25h", "t-2": "-"}
 
 
-@pytest.mark.parametrize("module", ["plan", "render"])
+@pytest.mark.parametrize("module", ["plan", "render", "ledger"])
 def test_pure_modules_import_no_io(module: str) -> None:
-    """The plan and its rendering stay pure: no aiohttp, anyio, pyarrow or file system."""
+    """The plan, its rendering and the journal's logic stay pure: no aiohttp, anyio, files."""
     source = (Path(remediation.__file__).parent / f"{module}.py").read_text()
     imported = {
         name.split(".")[0]
@@ -324,18 +307,6 @@ def test_pure_modules_import_no_io(module: str) -> None:
 
 
 # --- run-directory files -------------------------------------------------------------------
-
-
-def make_run_dir(path: Path, rows: list[dict[str, Any]], endpoint: str | None) -> Path:
-    """A finished run's directory as the pipeline leaves it: findings and manifest."""
-    path.mkdir(parents=True, exist_ok=True)
-    full = [{"severity": "warning", "detail": "stale task", **row} for row in rows]
-    pq.write_table(
-        pa.Table.from_batches([rows_to_batch("findings", full)]), path / "findings.parquet"
-    )
-    config = {"endpoint": endpoint} if endpoint else {}
-    (path / "manifest.json").write_bytes(orjson.dumps({"schema_version": 1, "config": config}))
-    return path
 
 
 def outcome_row(task_id: str, batch: Batch = BATCH) -> TaskOutcome:
@@ -365,11 +336,11 @@ def test_written_plan_has_the_cancel_plan_schema(tmp_path: Path) -> None:
     assert table.column("call_index").to_pylist() == [0, 1]
 
 
-def test_second_batch_is_appended_not_overwritten(tmp_path: Path) -> None:
-    """Each apply adds its batch to remediation.parquet and keeps the earlier ones."""
+def test_rebuilt_outcomes_keep_every_batch_in_order(tmp_path: Path) -> None:
+    """remediation.parquet rebuilt from the journal holds each batch, oldest first."""
     second = Batch("20250102T000000Z-000001", BATCH.applied_at + 86_400_000)
-    append_outcomes(tmp_path, [outcome_row("t-1")])
-    path = append_outcomes(tmp_path, [outcome_row("t-1", second), outcome_row("t-2", second)])
+    rows = [outcome_row("t-1", second), outcome_row("t-1"), outcome_row("t-2", second)]
+    path = rebuild_outcomes(tmp_path, rows)
     table = pq.read_table(path)
     assert table.schema.equals(REMEDIATION_TABLES["remediation"])
     assert table.column("batch_id").to_pylist() == [BATCH.batch_id, *[second.batch_id] * 2]
@@ -377,107 +348,6 @@ def test_second_batch_is_appended_not_overwritten(tmp_path: Path) -> None:
 
 
 # --- end to end against the emulator -------------------------------------------------------
-
-CREDENTIALS = Credentials(TEST_KEY_ID, TEST_SECRET)
-FAST = dict.fromkeys(DEFAULT_QUOTAS, 1000.0)
-NOW_MS = 1_735_689_600_000
-DAY_MS = 86_400_000
-
-
-def platform() -> FleetBuilder:
-    """Product pk1 with the two firmware packages the tasks upgrade to (the platform checks)."""
-    fleet = FleetBuilder(now_ms=NOW_MS)
-    for fw in ("fw1", "fw2"):
-        fleet.firmware(
-            fw, product_name="Product", dest="2.0", sign="0" * 32,
-            url=f"https://ota.example.com/{fw}.bin?Signature=x",
-            created_ms=NOW_MS - 30 * DAY_MS, modified_ms=NOW_MS - 30 * DAY_MS,
-        )  # fmt: skip
-    return fleet
-
-
-def stale_task(
-    fleet: FleetBuilder,
-    task_id: str,
-    device: str,
-    status: str,
-    *,
-    fw: str = "fw1",
-    job: str = "job1",
-) -> None:
-    """A task on the emulated platform, created nine days and last modified three days ago."""
-    fleet.task(
-        task_id, device, status, job=job, firmware=fw, dest="2.0",
-        created_ms=NOW_MS - 9 * DAY_MS, modified_ms=NOW_MS - 3 * DAY_MS,
-    )  # fmt: skip
-
-
-def make_fleet() -> StaticFleet:
-    """Four stale tasks (one IN_PROGRESS) and one fresh task the plan must never touch."""
-    fleet = platform()
-    for i in range(1, 6):
-        fleet.device(f"dev-{i}", {"default": "1.0"})
-    stale_task(fleet, "t-1", "dev-1", "QUEUED")
-    stale_task(fleet, "t-2", "dev-2", "NOTIFIED")
-    stale_task(fleet, "t-3", "dev-3", "IN_PROGRESS")
-    stale_task(fleet, "t-4", "dev-4", "CONFIRM", fw="fw2", job="job2")
-    stale_task(fleet, "t-fresh", "dev-1", "QUEUED", fw="fw2", job="job3")
-    stale_task(fleet, "t-old", "dev-5", "SUCCEEDED")
-    return fleet.build()
-
-
-def audit_findings() -> list[dict[str, Any]]:
-    """What the audit found in make_fleet(): the stale tasks, plus a finding that names none."""
-    return [
-        finding("dev-1", "t-1", status="QUEUED"),
-        finding("dev-2", "t-2", status="NOTIFIED"),
-        finding("dev-3", "t-3", status="IN_PROGRESS"),
-        finding(
-            "dev-4",
-            "t-4",
-            finding_type="orphan_task",
-            status="CONFIRM",
-            firmware_id="fw2",
-            job_id="job2",
-        ),
-        {**finding("dev-5", "t-x", finding_type="version_drift"), "task_id": None},
-    ]
-
-
-@contextmanager
-def emulator(fleet: StaticFleet, **kwargs: Any) -> Iterator[tuple[str, EmulatorStats]]:
-    """The emulator over loopback with fast quotas: its URL and its counters."""
-    with emulator_url(fleet, quotas=FAST, **kwargs) as (url, app):
-        yield url, app[STATS_KEY]
-
-
-async def cancel(run: Path, *, apply: bool, **kwargs: Any) -> tuple[int, str]:
-    """Run `fleetaudit cancel` on a run directory; its exit code and what it printed."""
-    out = io.StringIO()
-    settings: dict[str, Any] = {
-        "credentials": CREDENTIALS,
-        "quotas": FAST,
-        "now_ms": NOW_MS,
-        "rng": random.Random(7),
-    }
-    code = await cancel_command(run, apply=apply, out=out, **{**settings, **kwargs})
-    return code, out.getvalue()
-
-
-def outcomes_of(run: Path) -> dict[str, str]:
-    """task_id -> outcome of the newest batch in remediation.parquet."""
-    rows = pq.read_table(run / "remediation.parquet").to_pylist()
-    newest = max(row["batch_id"] for row in rows)
-    return {row["task_id"]: row["outcome"] for row in rows if row["batch_id"] == newest}
-
-
-def statuses(fleet: StaticFleet) -> dict[str, str]:
-    """task_id -> status of every task on the emulated platform."""
-    return {
-        t.task_id: t.status
-        for pk, name, _ in fleet.iter_device_list()
-        for t in fleet.tasks(fleet.device(pk, name))  # type: ignore[arg-type]
-    }
 
 
 async def test_dry_run_prints_the_plan_writes_it_and_calls_nothing(tmp_path: Path) -> None:
@@ -487,29 +357,27 @@ async def test_dry_run_prints_the_plan_writes_it_and_calls_nothing(tmp_path: Pat
         run = make_run_dir(tmp_path, audit_findings(), url)
         code, text = await cancel(run, apply=False)
         assert (code, sum(stats.served.values()), sum(stats.rejected.values())) == (0, 0, 0)
-    assert "CancelOTATaskByDevice ProductKey=pk1 FirmwareId=fw1 JobId=job1 devices=3" in text
+    assert "CancelOTATaskByDevice ProductKey=pk1 FirmwareId=fw1 JobId=job1 devices=2" in text
+    assert "1 task(s) left out by status (IN_PROGRESS 1)" in text
     assert pq.read_table(run / "cancel-plan.parquet").column("task_id").to_pylist() == [
         "t-1",
         "t-2",
-        "t-3",
         "t-4",
     ]
 
 
-async def test_apply_cancels_exactly_the_cancellable_planned_tasks(tmp_path: Path) -> None:
-    """With the reference page's cancellable set, IN_PROGRESS stays open and exits 1."""
+async def test_default_apply_plans_only_what_the_platform_cancels_and_exits_0(
+    tmp_path: Path,
+) -> None:
+    """By default an IN_PROGRESS task is not planned (the platform would not cancel it), so
+    the apply cancels every planned task and exits 0."""
     fleet = make_fleet()
     with emulator(fleet) as (url, stats):
         run = make_run_dir(tmp_path, audit_findings(), url)
         code, text = await cancel(run, apply=True)
-        assert (code, stats.cancel_calls) == (1, 2)
+        assert (code, stats.cancel_calls) == (0, 2)
     assert TEST_SECRET not in text
-    assert outcomes_of(run) == {
-        "t-1": "cancelled",
-        "t-2": "cancelled",
-        "t-3": "still_open",
-        "t-4": "cancelled",
-    }
+    assert outcomes_of(run) == {"t-1": "cancelled", "t-2": "cancelled", "t-4": "cancelled"}
     assert statuses(fleet) == {
         "t-1": "CANCELED",
         "t-2": "CANCELED",
@@ -520,13 +388,44 @@ async def test_apply_cancels_exactly_the_cancellable_planned_tasks(tmp_path: Pat
     }
 
 
+async def test_in_progress_is_planned_when_cancel_statuses_include_it(tmp_path: Path) -> None:
+    """With IN_PROGRESS in cancel_statuses it is planned; a platform that does not cancel it
+    leaves it still_open and the apply exits 1."""
+    fleet = make_fleet()
+    with emulator(fleet) as (url, stats):
+        run = make_run_dir(tmp_path, audit_findings(), url)
+        code, _ = await cancel(run, apply=True, statuses=ALL_UNFINISHED)
+        assert (code, stats.cancel_calls) == (1, 2)
+    assert outcomes_of(run) == {
+        "t-1": "cancelled",
+        "t-2": "cancelled",
+        "t-3": "still_open",
+        "t-4": "cancelled",
+    }
+
+
+async def test_manifest_cancel_statuses_are_the_default(tmp_path: Path) -> None:
+    """A run whose job file set cancel_statuses plans by them unless --cancel-statuses says
+    otherwise."""
+    run = make_run_dir(tmp_path, audit_findings(), None)
+    manifest = orjson.loads((run / "manifest.json").read_bytes())
+    manifest["config"]["cancel_statuses"] = ["QUEUED", "IN_PROGRESS"]
+    (run / "manifest.json").write_bytes(orjson.dumps(manifest))
+    _, text = await cancel(run, apply=False)
+    planned_ids = pq.read_table(run / "cancel-plan.parquet").column("task_id").to_pylist()
+    assert planned_ids == ["t-1", "t-3"]
+    assert "(CONFIRM 1, NOTIFIED 1)" in text
+    await cancel(run, apply=False, statuses=["CONFIRM"])
+    assert pq.read_table(run / "cancel-plan.parquet").column("task_id").to_pylist() == ["t-4"]
+
+
 async def test_apply_cancels_in_progress_when_the_platform_allows_it(tmp_path: Path) -> None:
-    """With IN_PROGRESS cancellable every planned task is cancelled and the exit is 0."""
+    """With IN_PROGRESS cancellable and planned, every task is cancelled and the exit is 0."""
     fleet = make_fleet()
     cancellable = frozenset({"CONFIRM", "QUEUED", "NOTIFIED", "IN_PROGRESS"})
     with emulator(fleet, cancellable=cancellable) as (url, _):
         run = make_run_dir(tmp_path, audit_findings(), url)
-        code, _ = await cancel(run, apply=True)
+        code, _ = await cancel(run, apply=True, statuses=ALL_UNFINISHED)
     assert code == 0
     assert set(outcomes_of(run).values()) == {"cancelled"}
     assert statuses(fleet)["t-fresh"] == "QUEUED"
@@ -538,8 +437,8 @@ async def test_second_apply_cancels_nothing_more_and_appends_a_batch(tmp_path: P
     cancellable = frozenset({"CONFIRM", "QUEUED", "NOTIFIED", "IN_PROGRESS"})
     with emulator(fleet, cancellable=cancellable) as (url, stats):
         run = make_run_dir(tmp_path, audit_findings(), url)
-        await cancel(run, apply=True)
-        code, text = await cancel(run, apply=True, now_ms=NOW_MS + 60_000)
+        await cancel(run, apply=True, statuses=ALL_UNFINISHED)
+        code, text = await cancel(run, apply=True, now_ms=NOW_MS + 60_000, statuses=ALL_UNFINISHED)
         assert (code, stats.cancel_calls) == (0, 2)
     assert set(outcomes_of(run).values()) == {"already_finished"}
     assert pq.read_table(run / "remediation.parquet").num_rows == 8
@@ -632,3 +531,10 @@ async def test_apply_splits_250_devices_into_calls_the_platform_accepts(tmp_path
         run = make_run_dir(tmp_path, [finding(name, f"t-{name}") for name in names], url)
         code, _ = await cancel(run, apply=True)
         assert (code, stats.cancel_calls, stats.cancelled_tasks) == (0, 2, 250)
+
+
+def test_cancel_statuses_option_reaches_the_plan(tmp_path: Path) -> None:
+    """`fleetaudit cancel RUN --cancel-statuses ...` plans the statuses it names."""
+    run = make_run_dir(tmp_path, audit_findings(), None)
+    assert main(["cancel", str(run), "--cancel-statuses", "in_progress"]) == 0
+    assert pq.read_table(run / "cancel-plan.parquet").column("task_id").to_pylist() == ["t-3"]

@@ -33,6 +33,8 @@ from fleetaudit.settings import add_options, describe, manifest_values, option_v
         ("--endpoint", "http://example.com:99999/", "http:// or https://"),
         ("--now", "tuesday", "ISO 8601"),
         ("--method", "PUT", "POST, GET"),
+        ("--cancel-statuses", "QUEUED,SUCCEEDED", "one or more of CONFIRM"),
+        ("--cancel-statuses", ",", "one or more of CONFIRM"),
     ],
 )
 def test_bad_option_value_is_a_usage_error_naming_setting_and_range(
@@ -58,6 +60,8 @@ def test_bad_option_value_is_a_usage_error_naming_setting_and_range(
         ("qps = inf", "qps", "greater than 0"),
         ("retry_wait_max = -1", "retry_wait_max", "from 0 to 600"),
         ("[gate]\nshow_devices = 0", "gate.show_devices", "from 1 to 100000"),
+        ("cancel_statuses = []", "cancel_statuses", "one or more of CONFIRM"),
+        ("cancel_statuses = [1]", "cancel_statuses", "one or more of CONFIRM"),
     ],
 )
 def test_bad_job_file_value_is_a_usage_error_naming_file_key_and_range(
@@ -147,3 +151,22 @@ def test_settings_doc_is_generated_from_the_rows() -> None:
     """docs/SETTINGS.md equals what the rows render (`make settings-doc` rewrites it)."""
     doc = Path(__file__).parent.parent / "docs" / "SETTINGS.md"
     assert doc.read_text(encoding="utf-8") == settings_reference()
+
+
+@pytest.mark.parametrize(
+    ("raw", "chosen"),
+    [
+        (["queued", "IN_PROGRESS", "QUEUED"], ("QUEUED", "IN_PROGRESS")),
+        ("confirm, notified", ("CONFIRM", "NOTIFIED")),
+    ],
+)
+def test_cancel_statuses_read_from_a_list_or_text_folded_and_deduplicated(
+    raw: object, chosen: tuple[str, ...]
+) -> None:
+    """cancel_statuses takes a TOML list or comma-separated text, upper-cased, each once."""
+    assert rows(Settings)["cancel_statuses"].kind.from_toml(raw, Path()) == chosen
+
+
+def test_cancel_statuses_default_to_what_the_platform_cancels() -> None:
+    """By default only CONFIRM, QUEUED and NOTIFIED are planned: IN_PROGRESS is not cancelled."""
+    assert Settings().cancel_statuses == ("CONFIRM", "QUEUED", "NOTIFIED")

@@ -16,7 +16,7 @@ from typing import Final, Literal
 from fleetaudit.credentials import KEY_ID_ENV, SECRET_ENV
 from fleetaudit.errors import ApiError, AuthError, TransientError
 from fleetaudit.models import Device
-from fleetaudit.terms import Action
+from fleetaudit.terms import Action, TaskStatus
 
 API_VERSION: Final = "2018-01-20"
 
@@ -32,6 +32,13 @@ MODULE_PAGE_SIZE: Final = 200
 JOB_PAGE_SIZE: Final = 100
 # CancelOTATaskByDevice takes at most this many device names per call.
 MAX_CANCEL_DEVICES: Final = 200
+# The statuses CancelOTATaskByDevice cancels ("pending confirmation, pending push, or pushed"
+# on its reference page): an IN_PROGRESS task is left upgrading, the call is a no-op for it.
+CANCELLABLE_STATUSES: tuple[TaskStatus, ...] = (
+    TaskStatus.CONFIRM,
+    TaskStatus.QUEUED,
+    TaskStatus.NOTIFIED,
+)
 # A listing promising more pages than this is not believed: 1000 pages of 100 is far
 # beyond any real device's jobs or modules.
 MAX_PAGES: Final = 1000

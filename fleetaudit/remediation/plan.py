@@ -9,6 +9,7 @@ firmware, job)); re-read task lists decide which planned tasks are still safe to
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from typing import Any
@@ -84,11 +85,13 @@ class CancelCall:
 
 @dataclass(frozen=True, slots=True)
 class Plan:
-    """The tasks to cancel and the calls that cancel them; `skipped` counts unusable findings."""
+    """The tasks to cancel and the calls that cancel them; `skipped` counts unusable findings,
+    `left_out` the tasks not planned because of their status, per status."""
 
     tasks: tuple[PlannedTask, ...]
     calls: tuple[CancelCall, ...]
     skipped: int = 0
+    left_out: tuple[tuple[str, int], ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -194,14 +197,47 @@ def build_plan(
     findings: Iterable[Mapping[str, Any]],
     finding_types: Collection[str] = DEFAULT_FINDING_TYPES,
     devices: Collection[DeviceKey] | None = None,
+    statuses: Collection[str] | None = None,
 ) -> Plan:
-    """The cancel plan for a run's findings: tasks (each with its call's index) and calls."""
+    """The cancel plan for a run's findings: tasks (each with its call's index) and calls.
+
+    `statuses`, when given, are the task statuses worth a call (the platform cancels only
+    some: an IN_PROGRESS task stays upgrading whatever is sent); a task the audit saw in
+    another status is left out and counted. A task of unknown status is planned: the
+    re-check before the call reads its status anyway.
+    """
     tasks, skipped = select_tasks(findings, finding_types, devices)
+    left_out: Counter[str] = Counter()
+    if statuses is not None:
+        kept = [t for t in tasks if t.task_status is None or t.task_status in statuses]
+        left_out.update(t.task_status for t in tasks if t not in kept and t.task_status)
+        tasks = kept
+    return plan_of(tasks, skipped, tuple(sorted(left_out.items())))
+
+
+def plan_of(
+    tasks: Sequence[PlannedTask], skipped: int = 0, left_out: tuple[tuple[str, int], ...] = ()
+) -> Plan:
+    """The plan cancelling `tasks` (one per task id): each task with its call's index."""
     calls = group_calls(tasks)
     index = call_index(calls)
     placed = [replace(task, call_index=index[(*task.group, task.device_name)]) for task in tasks]
     placed.sort(key=lambda t: (t.call_index, t.device_name, t.task_id))
-    return Plan(tasks=tuple(placed), calls=tuple(calls), skipped=skipped)
+    return Plan(tasks=tuple(placed), calls=tuple(calls), skipped=skipped, left_out=left_out)
+
+
+def with_tasks(plan: Plan, extra: Iterable[PlannedTask]) -> Plan:
+    """`plan` plus the tasks of `extra` it does not name yet (by task id)."""
+    known = {task.task_id for task in plan.tasks}
+    added = [task for task in extra if task.task_id not in known]
+    if not added:
+        return plan
+    return plan_of([*plan.tasks, *added], plan.skipped, plan.left_out)
+
+
+def without_tasks(tasks: Iterable[PlannedTask], task_ids: Collection[str]) -> list[PlannedTask]:
+    """`tasks` less those whose id is in `task_ids`."""
+    return [task for task in tasks if task.task_id not in task_ids]
 
 
 def call_index(calls: Sequence[CancelCall]) -> dict[tuple[str, str, str | None, str], int]:
@@ -221,7 +257,7 @@ class Batch:
     applied_at: int  # epoch ms
 
 
-def _outcome(
+def outcome_for(
     batch: Batch,
     task: PlannedTask,
     outcome: str,
@@ -231,6 +267,7 @@ def _outcome(
     message: str | None = None,
     request_id: str | None = None,
 ) -> TaskOutcome:
+    """The remediation row saying what became of `task` in `batch`."""
     return TaskOutcome(
         batch_id=batch.batch_id,
         applied_at=batch.applied_at,
@@ -269,14 +306,14 @@ def recheck(
     for task in tasks:
         listed = current.get(task.device, ())
         if isinstance(listed, CallFailure):
-            settled.append(_outcome(batch, task, "failed", task.task_status, failure=listed))
+            settled.append(outcome_for(batch, task, "failed", task.task_status, failure=listed))
             continue
         now = next((t for t in listed if t.task_id == task.task_id), None)
         if now is None:
-            settled.append(_outcome(batch, task, "already_finished", task.task_status))
+            settled.append(outcome_for(batch, task, "already_finished", task.task_status))
         elif task.task_status is not None and now.task_status != task.task_status:
             message = f"status changed since the audit ({task.task_status} -> {now.task_status})"
-            settled.append(_outcome(batch, task, "still_open", now.task_status, message=message))
+            settled.append(outcome_for(batch, task, "still_open", now.task_status, message=message))
         else:
             keep.append(replace(task, task_status=now.task_status))
     return _drop_collateral(keep, current, batch, settled)
@@ -301,7 +338,7 @@ def _drop_collateral(
             safe.append(task)
             continue
         message = f"the call would also cancel unplanned task {bystander.task_id}"
-        settled.append(_outcome(batch, task, "still_open", task.task_status, message=message))
+        settled.append(outcome_for(batch, task, "still_open", task.task_status, message=message))
     return safe, settled
 
 
@@ -318,19 +355,21 @@ def classify(
     for task in tasks:
         result = results[index[(*task.group, task.device_name)]]
         if isinstance(result, CallFailure):
-            outcomes.append(_outcome(batch, task, "failed", task.task_status, failure=result))
+            outcomes.append(outcome_for(batch, task, "failed", task.task_status, failure=result))
             continue
         listed = after.get(task.device, ())
         if isinstance(listed, CallFailure):
-            outcomes.append(_outcome(batch, task, "failed", task.task_status, failure=listed))
+            outcomes.append(outcome_for(batch, task, "failed", task.task_status, failure=listed))
             continue
         still = next((t for t in listed if t.task_id == task.task_id), None)
         if still is None:
-            outcomes.append(_outcome(batch, task, "cancelled", task.task_status, request_id=result))
+            outcomes.append(
+                outcome_for(batch, task, "cancelled", task.task_status, request_id=result)
+            )
         else:
             message = f"still {still.task_status} after the cancel call"
             outcomes.append(
-                _outcome(
+                outcome_for(
                     batch, task, "still_open", task.task_status, message=message, request_id=result
                 )
             )

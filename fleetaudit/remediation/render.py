@@ -27,7 +27,7 @@ def format_table(header: Sequence[str], rows: Iterable[Sequence[str]]) -> str:
 def format_plan(plan: Plan, *, applying: bool = False) -> str:
     """The plan: one line per task, then the calls, then what to do next."""
     if not plan.tasks:
-        lines = ["Nothing to cancel: no finding of the chosen types names a task."]
+        lines = ["Nothing to cancel: no finding of the chosen types names a cancellable task."]
         lines += _skipped_note(plan)
         return "\n".join(lines)
     table = format_table(
@@ -57,9 +57,19 @@ def format_plan(plan: Plan, *, applying: bool = False) -> str:
 
 
 def _skipped_note(plan: Plan) -> list[str]:
-    if not plan.skipped:
-        return []
-    return [f"({plan.skipped} finding(s) skipped: no task id, firmware id or device to cancel.)"]
+    notes = []
+    if plan.skipped:
+        notes.append(
+            f"({plan.skipped} finding(s) skipped: no task id, firmware id or device to cancel.)"
+        )
+    if plan.left_out:
+        counts = ", ".join(f"{status} {n}" for status, n in plan.left_out)
+        total = sum(n for _, n in plan.left_out)
+        notes.append(
+            f"({total} task(s) left out by status ({counts}): the platform does not cancel "
+            "them; cancel_statuses / --cancel-statuses chooses.)"
+        )
+    return notes
 
 
 def format_outcomes(outcomes: Sequence[TaskOutcome]) -> str:
