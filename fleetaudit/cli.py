@@ -92,8 +92,9 @@ def build_parser() -> argparse.ArgumentParser:
     cancel.add_argument(
         "--device-list", type=Path, metavar="PATH", help="only devices in this list"
     )
-    # The same rows as `run`'s: one declaration, one validation (endpoint from the manifest).
-    add_options(cancel, Settings, only=("endpoint", "qps"))
+    # The same rows as `run`'s: one declaration, one validation (endpoint and instance id
+    # default to the manifest's).
+    add_options(cancel, Settings, only=("endpoint", "qps", "iot_instance_id"))
     cancel.add_argument(
         "--apply", action="store_true", help="really cancel (re-checks each task first)"
     )
@@ -169,6 +170,7 @@ def _cancel_command(args: argparse.Namespace) -> int:
             finding_types=args.finding or None,
             device_list=args.device_list,
             endpoint=options.endpoint,
+            iot_instance_id=options.iot_instance_id,
             apply=args.apply,
             credentials=credentials,
             out=sys.stdout,

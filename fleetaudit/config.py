@@ -165,6 +165,10 @@ class Settings:
         Flag(), "run even when the device list holds no device (else exit 2: a truncated export?)",
         default=False, flag="--allow-empty-device-list",
     )  # fmt: skip
+    iot_instance_id: str | None = setting(
+        Text(), "the IoT instance id sent as IotInstanceId on every call (instances that have "
+        "an id require it)", flag="--iot-instance-id", metavar="ID", identity=True,
+    )  # fmt: skip
     gate: GateRules = setting(Section(GateRules), "the [gate] table", default=GateRules())
 
     def quotas_per_action(self) -> dict[str, float] | None:

@@ -72,6 +72,7 @@ def client_settings(settings: Settings) -> ClientSettings:
         request_timeout=settings.request_timeout,
         method="GET" if settings.method == "GET" else "POST",
         retry=retry,
+        iot_instance_id=settings.iot_instance_id,
     )
 
 

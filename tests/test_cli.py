@@ -10,6 +10,7 @@ import sys
 import tomllib
 from pathlib import Path
 
+import orjson
 import pytest
 from aiohttp import web
 
@@ -94,6 +95,59 @@ def test_wrong_secret_stops_at_once(
     seen = requests_seen(app)
     assert 1 <= seen <= most
     assert dict(app[STATS_KEY].rejected) == {"SignatureDoesNotMatch": seen}
+
+
+@pytest.mark.parametrize("given", [None, "iot-wrong"])
+def test_missing_or_wrong_instance_id_stops_at_once(
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    given: str | None,
+) -> None:
+    """Against an instance that has an id, a run without it or with another exits 3 naming
+    the setting, leaves no run and stops after the first answers."""
+    set_credentials(monkeypatch)
+    fleet = tiny_fleet()
+    out = tmp_path / "out"
+    extra = ["--concurrency", "4", "--qps", "1000", "--policy", str(write_policy(tmp_path))]
+    if given is not None:
+        extra += ["--iot-instance-id", given]
+    with emulator_url(
+        fleet, credentials={KEY_ID: SECRET}, quotas=UNLIMITED, iot_instance_id="iot-06z00ab"
+    ) as (url, app):
+        code = cli.main(
+            run_argv(url, write_device_list(tmp_path / "devices.csv", fleet), out, *extra)
+        )
+    err = capsys.readouterr().err
+    assert code == 3
+    assert "iot.system.InstanceNotFound" in err
+    assert "--iot-instance-id" in err
+    assert not list(out.glob("run_date=*"))
+    assert 1 <= requests_seen(app) <= 4
+
+
+def test_right_instance_id_is_sent_on_every_call_and_recorded(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """With the instance's id the run is complete, and the manifest records the id as part of
+    the run's identity (a resume with another id is refused)."""
+    set_credentials(monkeypatch)
+    fleet = tiny_fleet(3)
+    out = tmp_path / "out"
+    extra = ["--qps", "1000", "--policy", str(write_policy(tmp_path))]
+    extra += ["--iot-instance-id", "iot-06z00ab"]
+    with emulator_url(
+        fleet, credentials={KEY_ID: SECRET}, quotas=UNLIMITED, iot_instance_id="iot-06z00ab"
+    ) as (url, app):
+        code = cli.main(
+            run_argv(url, write_device_list(tmp_path / "devices.csv", fleet), out, *extra)
+        )
+    assert code == 0
+    assert sum(app[STATS_KEY].served.values()) > 0
+    run_dir = out / (out / "LATEST").read_text(encoding="utf-8").strip()
+    manifest = orjson.loads((run_dir / "manifest.json").read_bytes())
+    assert manifest["config"]["iot_instance_id"] == "iot-06z00ab"
+    assert manifest["inputs"]["settings"]["iot_instance_id"] == "iot-06z00ab"
 
 
 def test_malformed_device_list_calls_nothing(

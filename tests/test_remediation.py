@@ -326,7 +326,13 @@ def test_pure_modules_import_no_io(module: str) -> None:
 # --- run-directory files -------------------------------------------------------------------
 
 
-def make_run_dir(path: Path, rows: list[dict[str, Any]], endpoint: str | None) -> Path:
+def make_run_dir(
+    path: Path,
+    rows: list[dict[str, Any]],
+    endpoint: str | None,
+    *,
+    iot_instance_id: str | None = None,
+) -> Path:
     """A finished run's directory as the pipeline leaves it: findings and manifest."""
     path.mkdir(parents=True, exist_ok=True)
     full = [{"severity": "warning", "detail": "stale task", **row} for row in rows]
@@ -334,6 +340,8 @@ def make_run_dir(path: Path, rows: list[dict[str, Any]], endpoint: str | None) -
         pa.Table.from_batches([rows_to_batch("findings", full)]), path / "findings.parquet"
     )
     config = {"endpoint": endpoint} if endpoint else {}
+    if iot_instance_id is not None:
+        config["iot_instance_id"] = iot_instance_id
     (path / "manifest.json").write_bytes(orjson.dumps({"schema_version": 1, "config": config}))
     return path
 
@@ -602,6 +610,27 @@ async def test_wrong_secret_aborts_with_auth_error_and_records_nothing(tmp_path:
                 out=io.StringIO(),
                 quotas=FAST,
             )
+        assert stats.cancel_calls == 0
+    assert not (run / "remediation.parquet").exists()
+
+
+async def test_apply_uses_the_instance_id_the_run_was_made_with(tmp_path: Path) -> None:
+    """A run made against an instance cancels on it: the id comes from the manifest."""
+    fleet = make_fleet()
+    with emulator(fleet, iot_instance_id="iot-inst") as (url, stats):
+        run = make_run_dir(tmp_path, audit_findings()[3:4], url, iot_instance_id="iot-inst")
+        code, _ = await cancel(run, apply=True)
+    assert (code, outcomes_of(run)) == (0, {"t-4": "cancelled"})
+    assert stats.cancelled_tasks == 1
+
+
+async def test_apply_without_the_instance_id_aborts_before_cancelling(tmp_path: Path) -> None:
+    """Against an instance that needs an id, an apply without one stops at once (exit 3)."""
+    fleet = make_fleet()
+    with emulator(fleet, iot_instance_id="iot-inst") as (url, stats):
+        run = make_run_dir(tmp_path, audit_findings(), url)
+        with pytest.raises(AuthError, match="iot-instance-id"):
+            await cancel(run, apply=True)
         assert stats.cancel_calls == 0
     assert not (run / "remediation.parquet").exists()
 
