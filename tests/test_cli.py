@@ -168,34 +168,57 @@ def test_malformed_device_list_calls_nothing(
     assert not list(out.glob("run_date=*"))
 
 
-def test_summary_prints_the_run(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
-) -> None:
-    """`fleetaudit summary RUN_DIR` of a finished run exits 0 and names the run."""
+@pytest.fixture
+def finished_out(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """OUT after one complete run over a three-device fleet (LATEST names it)."""
     set_credentials(monkeypatch)
     fleet = tiny_fleet(3)
     out = tmp_path / "out"
+    devices = write_device_list(tmp_path / "devices.csv", fleet)
     with emulator_url(fleet, credentials={KEY_ID: SECRET}, quotas=UNLIMITED) as (url, _):
-        assert (
-            cli.main(
-                run_argv(
-                    url, write_device_list(tmp_path / "devices.csv", fleet), out, "--qps", "1000"
-                )
-            )
-            == 0
-        )
-    run_dir = out / (out / "LATEST").read_text(encoding="utf-8").strip()
+        assert cli.main(run_argv(url, devices, out, "--qps", "1000")) == 0
+    return out
+
+
+@pytest.mark.parametrize("given", ["run_dir", "out", "out/LATEST"])
+def test_summary_prints_the_run(
+    finished_out: Path, capsys: pytest.CaptureFixture[str], given: str
+) -> None:
+    """`fleetaudit summary` of a run directory, of OUT, or of OUT/LATEST prints the run
+    LATEST names and exits 0."""
+    run_dir = finished_out / (finished_out / "LATEST").read_text(encoding="utf-8").strip()
+    path = {"run_dir": run_dir, "out": finished_out, "out/LATEST": finished_out / "LATEST"}
     capsys.readouterr()
-    assert cli.main(["summary", str(run_dir)]) == 0
+    assert cli.main(["summary", str(path[given])]) == 0
     assert run_dir.name.removeprefix("run_id=") in capsys.readouterr().out
 
 
 def test_summary_of_a_non_run_is_a_usage_error(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    """`fleetaudit summary` of a directory without manifest.json exits 2 and says why."""
+    """`fleetaudit summary` of a directory without manifest.json or LATEST exits 2 and says
+    what it accepts."""
     assert cli.main(["summary", str(tmp_path)]) == 2
-    assert "not a finished run directory" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert "not a finished run directory" in err
+    assert "OUT/LATEST" in err
+
+
+@pytest.mark.parametrize("case", ["missing", "dangling", "empty"])
+def test_summary_of_an_unresolvable_path_is_a_usage_error(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], case: str
+) -> None:
+    """A path that does not exist, or a LATEST naming no run (or nothing), exits 2 naming it."""
+    latest = tmp_path / "LATEST"
+    if case == "dangling":
+        latest.write_text("run_date=2026-01-01/run_id=gone\n", encoding="utf-8")
+    elif case == "empty":
+        latest.write_text("", encoding="utf-8")
+    given = tmp_path / "nowhere" if case == "missing" else latest
+    assert cli.main(["summary", str(given)]) == 2
+    assert str(tmp_path) in capsys.readouterr().err
+    if case != "missing":  # OUT holding that LATEST is refused the same way
+        assert cli.main(["summary", str(tmp_path)]) == 2
 
 
 def contract_run_options() -> list[str]:
