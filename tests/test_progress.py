@@ -175,6 +175,33 @@ def test_rates_count_requests_sent_not_calls_waiting_for_their_pace() -> None:
     assert "ListOTAUnfinishedTaskByDevice=0.0" in stream.getvalue().splitlines()[-1]
 
 
+def test_lookups_before_the_start_do_not_inflate_the_rates() -> None:
+    """Firmware lookups sent before the devices start are no rate: the start line shows
+    0.0/s for them (it read `QueryOTAFirmware=364722.1` over a 3 us window), and later
+    lines count only what was sent since."""
+    clock, stream, stats = FakeClock(1000.0), io.StringIO(), ApiStats()
+    _calls(stats, "QueryOTAFirmware", 1)  # the policy's target, looked up first
+    sink = LogProgress(stream, clock, every_s=10.0, quotas=QUOTAS)
+    clock.advance(0.000003)
+    sink.start(100, 0, stats)
+    assert "QueryOTAFirmware=0.0" in stream.getvalue().splitlines()[0]
+    _calls(stats, "QueryOTAFirmware", 10)
+    clock.advance(10.0)
+    sink.tick()
+    assert "QueryOTAFirmware=1.0" in stream.getvalue().splitlines()[-1]
+
+
+def test_a_rate_over_less_than_a_second_is_counted_over_a_second() -> None:
+    """Two requests 1 ms after the start read 2.0/s, not 2000/s."""
+    clock, stream, stats = FakeClock(1000.0), io.StringIO(), ApiStats()
+    sink = LogProgress(stream, clock, every_s=0.0, quotas=QUOTAS)
+    sink.start(100, 0, stats)
+    _calls(stats, VERSIONS, 2)
+    clock.advance(0.001)
+    sink.tick()
+    assert f"{VERSIONS}=2.0," in stream.getvalue().splitlines()[-1]
+
+
 def test_terminal_line_fits_the_terminal(monkeypatch: pytest.MonkeyPatch) -> None:
     """The redrawn line is cut to the terminal's width, since a wrapped line cannot be redrawn."""
     monkeypatch.setenv("COLUMNS", "40")
