@@ -17,7 +17,6 @@ from fleetaudit.config import Settings
 from fleetaudit.credentials import credentials_from_env
 from fleetaudit.errors import (
     EXIT_INCOMPLETE,
-    EXIT_USAGE,
     FleetauditError,
     exit_code_for,
 )
@@ -92,9 +91,9 @@ def build_parser() -> argparse.ArgumentParser:
     cancel.add_argument(
         "--device-list", type=Path, metavar="PATH", help="only devices in this list"
     )
-    # The same rows as `run`'s: one declaration, one validation (endpoint and cancel_statuses
-    # default to what the run's manifest recorded).
-    add_options(cancel, Settings, only=("endpoint", "qps", "cancel_statuses"))
+    # The same rows as `run`'s: one declaration, one validation (endpoint, cancel_statuses
+    # and the instance id default to what the run's manifest recorded).
+    add_options(cancel, Settings, only=("endpoint", "qps", "cancel_statuses", "iot_instance_id"))
     cancel.add_argument(
         "--apply", action="store_true", help="really cancel (re-checks each task first)"
     )
@@ -103,12 +102,17 @@ def build_parser() -> argparse.ArgumentParser:
     summary = commands.add_parser(
         "summary",
         help="print the summary of a finished run",
-        description="Print the human summary of a finished run from its Parquet files.",
-        epilog="example:\n"
-        "  fleetaudit summary reports/run_date=2026-11-23/run_id=20261123T020000Z-a1b2c3",
+        description="Print the human summary of a finished run from its Parquet files. "
+        "RUN_DIR is a run directory, or OUT or OUT/LATEST for the run LATEST names.",
+        epilog="examples:\n"
+        "  fleetaudit summary reports/run_date=2026-11-23/run_id=20261123T020000Z-a1b2c3\n"
+        "  fleetaudit summary reports/            # the run reports/LATEST names\n"
+        "  fleetaudit summary reports/LATEST",
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    summary.add_argument("run_dir", type=Path, metavar="RUN_DIR")
+    summary.add_argument(
+        "run_dir", type=Path, metavar="RUN_DIR", help="a run directory, OUT or OUT/LATEST"
+    )
     summary.set_defaults(handler=_summary_command)
     return parser
 
@@ -172,6 +176,7 @@ def _cancel_command(args: argparse.Namespace) -> int:
             device_list=args.device_list,
             statuses=given.get("cancel_statuses"),
             endpoint=options.endpoint,
+            iot_instance_id=options.iot_instance_id,
             apply=args.apply,
             credentials=credentials,
             out=sys.stdout,
@@ -181,10 +186,7 @@ def _cancel_command(args: argparse.Namespace) -> int:
 
 
 def _summary_command(args: argparse.Namespace) -> int:
-    from fleetaudit.report.summary import summarize_run
+    from fleetaudit.report.summary import find_run_dir, summarize_run
 
-    if not (args.run_dir / "manifest.json").is_file():
-        print(f"fleetaudit: error: {args.run_dir} is not a finished run directory", file=sys.stderr)
-        return EXIT_USAGE
-    print(summarize_run(args.run_dir))
+    print(summarize_run(find_run_dir(args.run_dir)))
     return 0

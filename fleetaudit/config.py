@@ -172,6 +172,10 @@ class Settings:
         "(default: the ones the platform cancels; it leaves IN_PROGRESS upgrading)",
         default=tuple(map(str, CANCELLABLE_STATUSES)), flag="--cancel-statuses", metavar="S,S",
     )  # fmt: skip
+    iot_instance_id: str | None = setting(
+        Text(), "the IoT instance id sent as IotInstanceId on every call (instances that have "
+        "an id require it)", flag="--iot-instance-id", metavar="ID", identity=True,
+    )  # fmt: skip
     gate: GateRules = setting(Section(GateRules), "the [gate] table", default=GateRules())
 
     def quotas_per_action(self) -> dict[str, float] | None:

@@ -2,7 +2,8 @@
 
 A gate is read from the job file's `[gate]` table (`config.GateRules`), checked against the run's
 findings, devices and tasks tables (`check_gate`, pure over Arrow tables; `evaluate_gate`
-reads them from the run directory) and printed by `format_violations`:
+reads them from the run directory, `evaluate_batches` from a staged run), recorded in the
+manifest by `gate_record` and printed from that record by `format_gate`:
 
     [gate]
     max_critical = 0               # more critical findings than this trips the gate
@@ -19,17 +20,21 @@ that still has an unfinished one for the same module: a rollout would silently s
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from fleetaudit.config import GateRules
+from fleetaudit.report.schema import schema_for
 from fleetaudit.terms import AuditStatus, FindingType, Severity
 
+# The rules that can trip, in the order they are checked and printed.
+RULES = ("max_critical", "max_stalled_tasks", "max_drift_percent", "fail_on_unfinished_tasks")
 _TABLE_COLUMNS: Mapping[str, tuple[str, ...]] = {
     "findings": ("finding_type", "severity", "product_key", "device_name", "module_name"),
     "devices": ("product_key", "device_name", "audit_status"),
@@ -58,6 +63,22 @@ def evaluate_gate(rules: GateRules, run_dir: Path) -> list[GateViolation]:
         name: pq.read_table(run_dir / f"{name}.parquet", columns=list(columns))
         for name, columns in _TABLE_COLUMNS.items()
     }
+    return check_gate(rules, tables)
+
+
+def evaluate_batches(
+    rules: GateRules, batches: Callable[[str], Iterable[pa.RecordBatch]]
+) -> list[GateViolation]:
+    """The rules a run trips, its tables read as batches (`batches(table)`), only the
+    columns the rules need kept: the pipeline judges a staged run before publishing it."""
+    if not rules.enabled:
+        return []
+    tables: dict[str, pa.Table] = {}
+    for name, columns in _TABLE_COLUMNS.items():
+        full = schema_for(name)
+        schema = pa.schema([full.field(column) for column in columns])
+        parts = [batch.select(list(columns)) for batch in batches(name)]
+        tables[name] = pa.Table.from_batches(parts, schema=schema)
     return check_gate(rules, tables)
 
 
@@ -144,6 +165,56 @@ def _violation(rules: GateRules, rule: str, reason: str, rows: pa.Table) -> Gate
     devices = _device_keys(rows)
     shown = tuple(devices[: rules.show_devices])
     return GateViolation(rule, reason, shown, len(devices) - len(shown))
+
+
+# ---------------------------------------------------------------------------- the verdict
+
+
+def gate_record(rules: GateRules, violations: list[GateViolation]) -> dict[str, Any]:
+    """The gate's verdict as manifest.json records it (`verdict` is `none` without rules)."""
+    # `is`, not `in (None, False)`: `max_critical = 0` is the commonest rule, and 0 == False.
+    values = {rule: getattr(rules, rule) for rule in RULES}
+    set_rules = {rule: v for rule, v in values.items() if v is not None and v is not False}
+    verdict = "failed" if violations else "passed" if set_rules else "none"
+    return {
+        "verdict": verdict,
+        "rules": set_rules,
+        "scope": _scope_name(rules),
+        "violations": [
+            {
+                "rule": v.rule,
+                "reason": v.reason,
+                "devices": list(v.devices),
+                "more_devices": v.more_devices,
+            }
+            for v in violations
+        ],
+    }
+
+
+def format_gate(record: Mapping[str, Any]) -> str | None:
+    """What `run` prints of a manifest's gate record: one line when it passed (with the
+    rules checked), every tripped rule when it failed, nothing without rules."""
+    verdict = record.get("verdict")
+    if verdict == "passed":
+        rules = ", ".join(_rule_text(rule, value) for rule, value in record["rules"].items())
+        return f"gate: passed ({rules}; scope {record['scope']})"
+    if verdict != "failed":
+        return None
+    return format_violations(
+        [
+            GateViolation(v["rule"], v["reason"], tuple(v["devices"]), v["more_devices"])
+            for v in record["violations"]
+        ]
+    )
+
+
+def _rule_text(rule: str, value: object) -> str:
+    if isinstance(value, bool):
+        return rule
+    if rule == "max_drift_percent":
+        return f"{rule}={value:g}%" if isinstance(value, float | int) else f"{rule}={value}"
+    return f"{rule}={value}"
 
 
 def format_violations(violations: list[GateViolation]) -> str:

@@ -29,6 +29,7 @@ from fleetaudit.config import Settings
 from fleetaudit.devices import DeviceListCheck, read_devices, validate_device_list
 from fleetaudit.durations import time_id
 from fleetaudit.errors import AuthError, InputError, RunIncomplete, UsageError
+from fleetaudit.gate import evaluate_batches, gate_record
 from fleetaudit.inputs import input_differences, run_inputs
 from fleetaudit.models import CallFailure, Credentials, DeviceResult, Firmware
 from fleetaudit.policy import Policy
@@ -72,6 +73,7 @@ def client_settings(settings: Settings) -> ClientSettings:
         request_timeout=settings.request_timeout,
         method="GET" if settings.method == "GET" else "POST",
         retry=retry,
+        iot_instance_id=settings.iot_instance_id,
     )
 
 
@@ -153,6 +155,10 @@ async def run_audit(
     audited = sum(device_counts.values())
     covered = audited - device_counts.get(AuditStatus.ERROR, 0)
     coverage = covered / audited if audited else 1.0
+    # Judged before publishing, so the verdict is in the manifest a reader first sees.
+    violations = await anyio.to_thread.run_sync(
+        evaluate_batches, settings.gate, staging.committed_batches
+    )
     manifest = build_manifest(
         run_id=staging.run_id,
         run_date=staging.meta["run_date"],
@@ -171,6 +177,7 @@ async def run_audit(
             "sessions": int(staging.meta.get("sessions", 1)),
             "inputs": staging.meta["inputs"],
             "set_aside": staging.meta["set_aside"],
+            "gate": gate_record(settings.gate, violations),
         },
     )
     run_dir = await anyio.to_thread.run_sync(

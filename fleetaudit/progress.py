@@ -35,6 +35,7 @@ _SHORT_NAMES: Mapping[str, str] = {
     Action.CANCEL_TASKS: "cancel",
 }
 _BAR_WIDTH = 20
+_MIN_RATE_WINDOW_S = 1.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -68,10 +69,14 @@ class _Tracker:
     errors: int = 0
     started: float = 0.0
     stats: ApiStats = field(default_factory=ApiStats)
+    # Requests sent before `start` (the firmware lookups of the policy's targets): they took
+    # time before the clock started, so counting them in a rate would make it up.
+    sent_before: Mapping[str, int] = field(default_factory=dict)
 
     def start(self, total: int, already_done: int, stats: ApiStats) -> None:
         self.total, self.done, self.done_at_start = total, already_done, already_done
         self.stats = stats
+        self.sent_before = {a: n["attempts"] for a, n in stats.as_dict().items()}
         self.started = self.clock()
 
     def advance(self, audit_status: str) -> None:
@@ -84,8 +89,11 @@ class _Tracker:
         per_action = self.stats.as_dict()
         totals = self.stats.snapshot()
         # Requests sent, not calls begun: a call waiting for its pace slot is not traffic.
+        # Over less than a second a rate is noise (one request in 3 us read 364722.1/s):
+        # the window counts as a second until it is one.
+        window = max(elapsed, _MIN_RATE_WINDOW_S)
         rates = {
-            action: (numbers["attempts"] / elapsed if elapsed > 0 else 0.0)
+            action: max(0, numbers["attempts"] - self.sent_before.get(action, 0)) / window
             for action, numbers in per_action.items()
         }
         return ProgressState(
@@ -174,21 +182,44 @@ class TerminalProgress:
         # "\r" returns to the line start and "\x1b[K" erases what a longer line left behind.
         # A line longer than the terminal wraps, and "\r" would only redraw its last part.
         width = shutil.get_terminal_size().columns - 1
-        self._stream.write("\r" + terminal_line(self._tracker.state())[:width] + "\x1b[K")
+        self._stream.write("\r" + terminal_line(self._tracker.state(), width) + "\x1b[K")
         self._stream.flush()
 
 
-def terminal_line(state: ProgressState) -> str:
-    """`[#####...] 1234/5000 24.7% | versions 9.8/s tasks 9.8/s | throttled 3 | ETA 6m 20s`."""
-    filled = int(_BAR_WIDTH * state.done / state.total) if state.total else _BAR_WIDTH
-    bar = "#" * filled + "." * (_BAR_WIDTH - filled)
-    line = (
-        f"[{bar}] {state.done}/{state.total} {state.percent:.1f}% | "
-        f"{_rates_text(state, short=True)} | throttled {state.throttled}"
-    )
-    if state.errors:
-        line += f" | errors {state.errors}"
-    return line + f" | ETA {_eta_text(state.eta_s)}"
+def terminal_line(state: ProgressState, width: int | None = None) -> str:
+    """`[#####...] 1234/5000 24.7% | versions 9.8/s tasks 9.8/s | throttled 3 | ETA 6m 20s`,
+    fitted to `width` columns by giving up the least useful parts first.
+
+    The counts, the throttle count, the device errors and the ETA are what an operator
+    watches, so they stay; the bar shrinks and goes first (the percent says the same), then
+    the per-action rates become one total, then go, then the labels shorten. Only a width
+    too small for even that cuts the line.
+    """
+    counts = f"{state.done}/{state.total} {state.percent:.1f}%"
+    eta = _eta_text(state.eta_s)
+    rates = _rates_text(state, short=True)
+    total_rate = f"calls {sum(state.calls_per_s.values()):.1f}/s"
+    errors = [f"errors {state.errors}"] if state.errors else []
+    full = [f"throttled {state.throttled}", *errors, f"ETA {eta}"]
+    candidates = [
+        [f"{_bar(state, _BAR_WIDTH)} {counts}", rates, *full],
+        [f"{_bar(state, _BAR_WIDTH // 2)} {counts}", rates, *full],
+        [counts, rates, *full],
+        [counts, total_rate, *full],
+        [counts, *full],
+    ]
+    for parts in candidates:
+        line = " | ".join(parts)
+        if width is None or len(line) <= width:
+            return line
+    short_errors = f" err {state.errors}" if state.errors else ""
+    compact = f"{counts} thr {state.throttled}{short_errors} ETA {eta}"
+    return compact[:width]
+
+
+def _bar(state: ProgressState, width: int) -> str:
+    filled = int(width * state.done / state.total) if state.total else width
+    return "[" + "#" * filled + "." * (width - filled) + "]"
 
 
 # ---------------------------------------------------------------------------- logs

@@ -23,7 +23,7 @@ from fleetaudit.errors import (
     exit_code_for,
 )
 from fleetaudit.filecheck import check_output_file, check_regular_file
-from fleetaudit.gate import evaluate_gate, format_violations
+from fleetaudit.gate import evaluate_gate, format_gate, gate_record
 from fleetaudit.lock import run_lock
 from fleetaudit.metrics import render_failure_metrics, render_metrics, write_metrics
 from fleetaudit.models import Credentials
@@ -71,9 +71,14 @@ def run_from_args(
     code = outcome.exit_code
     if code != EXIT_OK:
         print(untrusted_note(outcome.manifest, latest_run(settings.out), code), file=out)
-    violations = evaluate_gate(settings.gate, outcome.run_dir)
-    if violations:
-        print(format_violations(violations), file=out)
+    gate = outcome.manifest.get("gate")
+    if not isinstance(gate, Mapping):
+        # A run published by an older fleetaudit (a resume found it): judge it now.
+        gate = gate_record(settings.gate, evaluate_gate(settings.gate, outcome.run_dir))
+    text = format_gate(gate)
+    if text is not None:
+        print(text, file=out)
+    if gate.get("verdict") == "failed":
         # An incomplete run (4) says more than a tripped gate (1).
         code = code or EXIT_GATE_FAILED
     if settings.metrics:

@@ -64,7 +64,13 @@ def finding(
     }
 
 
-def make_run_dir(path: Path, rows: list[dict[str, Any]], endpoint: str | None) -> Path:
+def make_run_dir(
+    path: Path,
+    rows: list[dict[str, Any]],
+    endpoint: str | None,
+    *,
+    iot_instance_id: str | None = None,
+) -> Path:
     """A finished run's directory as the pipeline leaves it: findings and manifest."""
     path.mkdir(parents=True, exist_ok=True)
     full = [{"severity": "warning", "detail": "stale task", **row} for row in rows]
@@ -72,6 +78,8 @@ def make_run_dir(path: Path, rows: list[dict[str, Any]], endpoint: str | None) -
         pa.Table.from_batches([rows_to_batch("findings", full)]), path / "findings.parquet"
     )
     config = {"endpoint": endpoint} if endpoint else {}
+    if iot_instance_id is not None:
+        config["iot_instance_id"] = iot_instance_id
     (path / "manifest.json").write_bytes(orjson.dumps({"schema_version": 1, "config": config}))
     return path
 

@@ -10,6 +10,7 @@ import sys
 import tomllib
 from pathlib import Path
 
+import orjson
 import pytest
 from aiohttp import web
 
@@ -96,6 +97,59 @@ def test_wrong_secret_stops_at_once(
     assert dict(app[STATS_KEY].rejected) == {"SignatureDoesNotMatch": seen}
 
 
+@pytest.mark.parametrize("given", [None, "iot-wrong"])
+def test_missing_or_wrong_instance_id_stops_at_once(
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    given: str | None,
+) -> None:
+    """Against an instance that has an id, a run without it or with another exits 3 naming
+    the setting, leaves no run and stops after the first answers."""
+    set_credentials(monkeypatch)
+    fleet = tiny_fleet()
+    out = tmp_path / "out"
+    extra = ["--concurrency", "4", "--qps", "1000", "--policy", str(write_policy(tmp_path))]
+    if given is not None:
+        extra += ["--iot-instance-id", given]
+    with emulator_url(
+        fleet, credentials={KEY_ID: SECRET}, quotas=UNLIMITED, iot_instance_id="iot-06z00ab"
+    ) as (url, app):
+        code = cli.main(
+            run_argv(url, write_device_list(tmp_path / "devices.csv", fleet), out, *extra)
+        )
+    err = capsys.readouterr().err
+    assert code == 3
+    assert "iot.system.InstanceNotFound" in err
+    assert "--iot-instance-id" in err
+    assert not list(out.glob("run_date=*"))
+    assert 1 <= requests_seen(app) <= 4
+
+
+def test_right_instance_id_is_sent_on_every_call_and_recorded(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """With the instance's id the run is complete, and the manifest records the id as part of
+    the run's identity (a resume with another id is refused)."""
+    set_credentials(monkeypatch)
+    fleet = tiny_fleet(3)
+    out = tmp_path / "out"
+    extra = ["--qps", "1000", "--policy", str(write_policy(tmp_path))]
+    extra += ["--iot-instance-id", "iot-06z00ab"]
+    with emulator_url(
+        fleet, credentials={KEY_ID: SECRET}, quotas=UNLIMITED, iot_instance_id="iot-06z00ab"
+    ) as (url, app):
+        code = cli.main(
+            run_argv(url, write_device_list(tmp_path / "devices.csv", fleet), out, *extra)
+        )
+    assert code == 0
+    assert sum(app[STATS_KEY].served.values()) > 0
+    run_dir = out / (out / "LATEST").read_text(encoding="utf-8").strip()
+    manifest = orjson.loads((run_dir / "manifest.json").read_bytes())
+    assert manifest["config"]["iot_instance_id"] == "iot-06z00ab"
+    assert manifest["inputs"]["settings"]["iot_instance_id"] == "iot-06z00ab"
+
+
 def test_malformed_device_list_calls_nothing(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -114,34 +168,57 @@ def test_malformed_device_list_calls_nothing(
     assert not list(out.glob("run_date=*"))
 
 
-def test_summary_prints_the_run(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
-) -> None:
-    """`fleetaudit summary RUN_DIR` of a finished run exits 0 and names the run."""
+@pytest.fixture
+def finished_out(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """OUT after one complete run over a three-device fleet (LATEST names it)."""
     set_credentials(monkeypatch)
     fleet = tiny_fleet(3)
     out = tmp_path / "out"
+    devices = write_device_list(tmp_path / "devices.csv", fleet)
     with emulator_url(fleet, credentials={KEY_ID: SECRET}, quotas=UNLIMITED) as (url, _):
-        assert (
-            cli.main(
-                run_argv(
-                    url, write_device_list(tmp_path / "devices.csv", fleet), out, "--qps", "1000"
-                )
-            )
-            == 0
-        )
-    run_dir = out / (out / "LATEST").read_text(encoding="utf-8").strip()
+        assert cli.main(run_argv(url, devices, out, "--qps", "1000")) == 0
+    return out
+
+
+@pytest.mark.parametrize("given", ["run_dir", "out", "out/LATEST"])
+def test_summary_prints_the_run(
+    finished_out: Path, capsys: pytest.CaptureFixture[str], given: str
+) -> None:
+    """`fleetaudit summary` of a run directory, of OUT, or of OUT/LATEST prints the run
+    LATEST names and exits 0."""
+    run_dir = finished_out / (finished_out / "LATEST").read_text(encoding="utf-8").strip()
+    path = {"run_dir": run_dir, "out": finished_out, "out/LATEST": finished_out / "LATEST"}
     capsys.readouterr()
-    assert cli.main(["summary", str(run_dir)]) == 0
+    assert cli.main(["summary", str(path[given])]) == 0
     assert run_dir.name.removeprefix("run_id=") in capsys.readouterr().out
 
 
 def test_summary_of_a_non_run_is_a_usage_error(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    """`fleetaudit summary` of a directory without manifest.json exits 2 and says why."""
+    """`fleetaudit summary` of a directory without manifest.json or LATEST exits 2 and says
+    what it accepts."""
     assert cli.main(["summary", str(tmp_path)]) == 2
-    assert "not a finished run directory" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert "not a finished run directory" in err
+    assert "OUT/LATEST" in err
+
+
+@pytest.mark.parametrize("case", ["missing", "dangling", "empty"])
+def test_summary_of_an_unresolvable_path_is_a_usage_error(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], case: str
+) -> None:
+    """A path that does not exist, or a LATEST naming no run (or nothing), exits 2 naming it."""
+    latest = tmp_path / "LATEST"
+    if case == "dangling":
+        latest.write_text("run_date=2026-01-01/run_id=gone\n", encoding="utf-8")
+    elif case == "empty":
+        latest.write_text("", encoding="utf-8")
+    given = tmp_path / "nowhere" if case == "missing" else latest
+    assert cli.main(["summary", str(given)]) == 2
+    assert str(tmp_path) in capsys.readouterr().err
+    if case != "missing":  # OUT holding that LATEST is refused the same way
+        assert cli.main(["summary", str(tmp_path)]) == 2
 
 
 def contract_run_options() -> list[str]:

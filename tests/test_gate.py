@@ -14,8 +14,11 @@ from fleetaudit.errors import UsageError
 from fleetaudit.gate import (
     GateViolation,
     check_gate,
+    evaluate_batches,
     evaluate_gate,
+    format_gate,
     format_violations,
+    gate_record,
 )
 from fleetaudit.report.schema import TABLES, rows_to_batch
 
@@ -230,6 +233,52 @@ def test_format_violations_names_rule_reason_and_devices() -> None:
         "  max_critical: 2 critical findings (at most 0)",
         "    devices: pkA/d1 and 1 more",
     ]
+
+
+def test_evaluate_batches_agrees_with_the_tables() -> None:
+    """A staged run's batches (every column) give the same verdict as its tables."""
+    tables = _tables(findings=[_finding("task_src_mismatch", "critical", "d9")])
+    batches = {name: table.to_batches() for name, table in tables.items()}
+    rules = _rules(max_critical=0)
+    assert evaluate_batches(rules, batches.__getitem__) == check_gate(rules, tables)
+
+
+def test_gate_record_lists_the_rules_checked_and_the_verdict() -> None:
+    """The manifest's record names the set rules, the scope, and each violation."""
+    rules = _rules(max_critical=0, fail_on_unfinished_tasks=True, product_key="pkA")
+    violation = GateViolation("max_critical", "1 critical findings (at most 0)", ("pkA/d1",))
+    assert gate_record(rules, [violation]) == {
+        "verdict": "failed",
+        "rules": {"max_critical": 0, "fail_on_unfinished_tasks": True},
+        "scope": "product pkA",
+        "violations": [
+            {
+                "rule": "max_critical",
+                "reason": "1 critical findings (at most 0)",
+                "devices": ["pkA/d1"],
+                "more_devices": 0,
+            }
+        ],
+    }
+    assert gate_record(rules, [])["verdict"] == "passed"
+    assert gate_record(_rules(), [])["verdict"] == "none"
+
+
+def test_format_gate_prints_a_passed_gate_on_one_line_with_its_rules() -> None:
+    """A passing gate is one line naming every rule it checked and the scope."""
+    rules = _rules(max_critical=0, max_drift_percent=5.5, fail_on_unfinished_tasks=True)
+    assert format_gate(gate_record(rules, [])) == (
+        "gate: passed (max_critical=0, max_drift_percent=5.5%, fail_on_unfinished_tasks; "
+        "scope the fleet)"
+    )
+
+
+def test_format_gate_prints_nothing_without_rules_and_violations_when_failed() -> None:
+    """No rules: nothing printed; failed: the same lines as format_violations."""
+    assert format_gate(gate_record(_rules(), [])) is None
+    violation = GateViolation("max_critical", "2 critical findings (at most 0)", ("pkA/d1",), 1)
+    record = gate_record(_rules(max_critical=0), [violation])
+    assert format_gate(record) == format_violations([violation])
 
 
 def test_format_no_violations_says_passed() -> None:

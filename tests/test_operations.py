@@ -99,6 +99,11 @@ def published(out: Path) -> list[Path]:
     return list(out.glob(RUN_GLOB))
 
 
+def manifest_of(run_dir: Path) -> dict[str, Any]:
+    manifest: dict[str, Any] = orjson.loads((run_dir / "manifest.json").read_bytes())
+    return manifest
+
+
 # ---------------------------------------------------------------------------- gate and coverage
 
 
@@ -118,12 +123,50 @@ def test_tripped_gate_exits_1_naming_rule_and_devices(
 
 
 def test_passing_gate_exits_0(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    """A gate the run stays within exits 0 and reports no tripped rule."""
+    """A gate the run stays within exits 0, prints one line naming the rules it checked and
+    records the verdict in the manifest."""
     with emulator() as url:
         job = write_job(tmp_path, url, "[gate]\nmax_drift_percent = 20\nmax_critical = 0\n")
         code = cli.main(["run", str(job)])
     assert code == 0
-    assert "FAILED" not in capsys.readouterr().out
+    lines = [line for line in capsys.readouterr().out.splitlines() if line.startswith("gate")]
+    assert lines == ["gate: passed (max_critical=0, max_drift_percent=20%; scope the fleet)"]
+    (run_dir,) = published(tmp_path / "out")
+    assert manifest_of(run_dir)["gate"] == {
+        "verdict": "passed",
+        "rules": {"max_critical": 0, "max_drift_percent": 20.0},
+        "scope": "the fleet",
+        "violations": [],
+    }
+
+
+def test_tripped_gate_is_recorded_in_the_manifest(tmp_path: Path) -> None:
+    """A tripped gate's verdict and violations are in manifest.json, as printed."""
+    with emulator() as url:
+        job = write_job(tmp_path, url, "[gate]\nmax_drift_percent = 10\n")
+        assert cli.main(["run", str(job)]) == 1
+    (run_dir,) = published(tmp_path / "out")
+    gate = manifest_of(run_dir)["gate"]
+    assert (gate["verdict"], gate["rules"]) == ("failed", {"max_drift_percent": 10.0})
+    assert gate["violations"] == [
+        {
+            "rule": "max_drift_percent",
+            "reason": "2 of 10 devices of the fleet drifting (20.0%, at most 10%)",
+            "devices": ["pk1/d03", "pk1/d07"],
+            "more_devices": 0,
+        }
+    ]
+
+
+def test_run_without_a_gate_prints_none_and_records_verdict_none(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Without [gate] rules nothing about a gate is printed and the verdict is `none`."""
+    with emulator() as url:
+        assert cli.main(["run", str(write_job(tmp_path, url))]) == 0
+    assert "gate:" not in capsys.readouterr().out
+    (run_dir,) = published(tmp_path / "out")
+    assert manifest_of(run_dir)["gate"]["verdict"] == "none"
 
 
 def test_unmet_min_coverage_exits_4_and_keeps_latest_on_the_trusted_run(

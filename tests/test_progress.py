@@ -9,7 +9,14 @@ import orjson
 import pytest
 
 from fleetaudit.api.stats import ApiStats
-from fleetaudit.progress import LogProgress, TerminalProgress, choose_progress, quota_eta
+from fleetaudit.progress import (
+    LogProgress,
+    ProgressState,
+    TerminalProgress,
+    choose_progress,
+    quota_eta,
+    terminal_line,
+)
 
 from helpers import FakeClock
 
@@ -168,6 +175,33 @@ def test_rates_count_requests_sent_not_calls_waiting_for_their_pace() -> None:
     assert "ListOTAUnfinishedTaskByDevice=0.0" in stream.getvalue().splitlines()[-1]
 
 
+def test_lookups_before_the_start_do_not_inflate_the_rates() -> None:
+    """Firmware lookups sent before the devices start are no rate: the start line shows
+    0.0/s for them (it read `QueryOTAFirmware=364722.1` over a 3 us window), and later
+    lines count only what was sent since."""
+    clock, stream, stats = FakeClock(1000.0), io.StringIO(), ApiStats()
+    _calls(stats, "QueryOTAFirmware", 1)  # the policy's target, looked up first
+    sink = LogProgress(stream, clock, every_s=10.0, quotas=QUOTAS)
+    clock.advance(0.000003)
+    sink.start(100, 0, stats)
+    assert "QueryOTAFirmware=0.0" in stream.getvalue().splitlines()[0]
+    _calls(stats, "QueryOTAFirmware", 10)
+    clock.advance(10.0)
+    sink.tick()
+    assert "QueryOTAFirmware=1.0" in stream.getvalue().splitlines()[-1]
+
+
+def test_a_rate_over_less_than_a_second_is_counted_over_a_second() -> None:
+    """Two requests 1 ms after the start read 2.0/s, not 2000/s."""
+    clock, stream, stats = FakeClock(1000.0), io.StringIO(), ApiStats()
+    sink = LogProgress(stream, clock, every_s=0.0, quotas=QUOTAS)
+    sink.start(100, 0, stats)
+    _calls(stats, VERSIONS, 2)
+    clock.advance(0.001)
+    sink.tick()
+    assert f"{VERSIONS}=2.0," in stream.getvalue().splitlines()[-1]
+
+
 def test_terminal_line_fits_the_terminal(monkeypatch: pytest.MonkeyPatch) -> None:
     """The redrawn line is cut to the terminal's width, since a wrapped line cannot be redrawn."""
     monkeypatch.setenv("COLUMNS", "40")
@@ -175,4 +209,58 @@ def test_terminal_line_fits_the_terminal(monkeypatch: pytest.MonkeyPatch) -> Non
     sink = TerminalProgress(stream, clock)
     sink.start(100, 0, stats)
     drawn = stream.getvalue().split("\r")[-1].removesuffix("\x1b[K")
-    assert len(drawn) == 39
+    assert len(drawn) <= 39
+    assert drawn.endswith("ETA ?")
+
+
+def busy_state() -> ProgressState:
+    """A long run mid-way: four actions called, throttled, some device errors."""
+    rates = {VERSIONS: 9.8, TASKS: 9.8, "QueryOTAFirmware": 0.2, "ListOTAJobByDevice": 3.9}
+    return ProgressState(
+        done=12_345, total=100_000, elapsed_s=1_260.0, calls_per_s=rates, throttled=1_234,
+        retries=40, failures=2, errors=12, eta_s=9_960.0,
+    )  # fmt: skip
+
+
+@pytest.mark.parametrize("width", [80, 60])
+def test_narrow_terminal_line_keeps_counts_throttles_errors_and_eta(width: int) -> None:
+    """At 80 and 60 columns the line fits and still shows the counts, the throttle count,
+    the device errors and the ETA: the bar and the per-action rates give way first."""
+    line = terminal_line(busy_state(), width)
+    assert len(line) <= width
+    assert "12345/100000 12.3%" in line
+    assert "throttled 1234" in line
+    assert "errors 12" in line
+    assert line.endswith("ETA 2h 46m")
+
+
+def test_terminal_line_drops_the_bar_before_the_rates() -> None:
+    """At 80 columns the bar is gone but the total call rate is kept; wide, all is shown."""
+    assert terminal_line(busy_state(), 80) == (
+        "12345/100000 12.3% | calls 23.7/s | throttled 1234 | errors 12 | ETA 2h 46m"
+    )
+    wide = terminal_line(busy_state(), 200)
+    assert wide.startswith("[##..................] 12345/100000")
+    assert "versions 9.8/s tasks 9.8/s firmware 0.2/s jobs 3.9/s" in wide
+    assert wide == terminal_line(busy_state())
+
+
+def test_tiny_terminal_line_shortens_labels_before_cutting() -> None:
+    """Below what the labelled parts need, the labels shorten; only then is the line cut."""
+    assert terminal_line(busy_state(), 45) == "12345/100000 12.3% thr 1234 err 12 ETA 2h 46m"
+    assert len(terminal_line(busy_state(), 20)) == 20
+
+
+def test_terminal_sink_at_80_columns_shows_the_eta(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The redrawn line of an 81-column terminal (80 usable) ends with the ETA."""
+    monkeypatch.setenv("COLUMNS", "81")
+    clock, stream, stats = FakeClock(1000.0), TtyStream(), ApiStats()
+    sink = TerminalProgress(stream, clock, quotas=QUOTAS)
+    sink.start(100_000, 0, stats)
+    for action in (VERSIONS, TASKS, "QueryOTAFirmware", "ListOTAJobByDevice"):
+        _calls(stats, action, 200, throttled=300)
+    _run_devices(sink, clock, 100, 0.5)
+    drawn = stream.getvalue().split("\r")[-1].removesuffix("\x1b[K")
+    assert len(drawn) <= 80
+    assert "throttled 1200" in drawn
+    assert re.search(r"ETA \S+", drawn)

@@ -505,6 +505,27 @@ async def test_wrong_secret_aborts_with_auth_error_and_records_nothing(tmp_path:
     assert not (run / "remediation.parquet").exists()
 
 
+async def test_apply_uses_the_instance_id_the_run_was_made_with(tmp_path: Path) -> None:
+    """A run made against an instance cancels on it: the id comes from the manifest."""
+    fleet = make_fleet()
+    with emulator(fleet, iot_instance_id="iot-inst") as (url, stats):
+        run = make_run_dir(tmp_path, audit_findings()[3:4], url, iot_instance_id="iot-inst")
+        code, _ = await cancel(run, apply=True)
+    assert (code, outcomes_of(run)) == (0, {"t-4": "cancelled"})
+    assert stats.cancelled_tasks == 1
+
+
+async def test_apply_without_the_instance_id_aborts_before_cancelling(tmp_path: Path) -> None:
+    """Against an instance that needs an id, an apply without one stops at once (exit 3)."""
+    fleet = make_fleet()
+    with emulator(fleet, iot_instance_id="iot-inst") as (url, stats):
+        run = make_run_dir(tmp_path, audit_findings(), url)
+        with pytest.raises(AuthError, match="iot-instance-id"):
+            await cancel(run, apply=True)
+        assert stats.cancel_calls == 0
+    assert not (run / "remediation.parquet").exists()
+
+
 async def test_apply_without_an_endpoint_is_a_usage_error(tmp_path: Path) -> None:
     """With no endpoint in the manifest and no --endpoint, apply refuses before any call."""
     run = make_run_dir(tmp_path, audit_findings(), None)

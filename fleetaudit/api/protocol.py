@@ -48,6 +48,11 @@ MAX_MESSAGE_CHARS: Final = 500
 ErrorClass = Literal["auth", "retryable", "final"]
 
 _AUTH_CODES: Final = frozenset({"SignatureDoesNotMatch", "InvalidTimeStamp.Expired"})
+# The platform's answers for a missing or unknown IotInstanceId (its public error-code
+# page): every later call would get the same, so they abort the run like an auth error.
+_INSTANCE_CODES: Final = frozenset(
+    {"iot.system.InstanceNotFound", "iot.Sre.IotInstanceNotFound", "iot.common.InvalidTenant"}
+)
 _RETRYABLE_CODES: Final = frozenset(
     {"InternalError", "ServiceUnavailable", "iot.system.SystemException", "SignatureNonceUsed"}
 )
@@ -165,6 +170,7 @@ def classify_error(code: str, http_status: int | None) -> ErrorClass:
     """Whether an error code aborts the run, is worth retrying, or is final for this call."""
     if (
         code in _AUTH_CODES
+        or code in _INSTANCE_CODES
         or code.startswith("InvalidAccessKeyId")
         or (code.startswith("iot.common.") and code.endswith("PermissionDeny"))
     ):
@@ -215,6 +221,11 @@ def _auth_hint(code: str) -> str:
         return f"check {KEY_ID_ENV}: the platform does not accept this key"
     if code == "SignatureDoesNotMatch":
         return f"check {SECRET_ENV}: it does not match the key id"
+    if code in _INSTANCE_CODES:
+        return (
+            "check iot_instance_id (--iot-instance-id): this account's instance needs its id, "
+            "and this one is missing or not the account's"
+        )
     return "the key lacks permission for this action: check its RAM policy"
 
 

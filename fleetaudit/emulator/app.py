@@ -15,6 +15,9 @@ common or action parameter is a gateway 400 `Missing<Param>` (neither `IotId` no
 `InvalidTimeStamp.Format`; an unknown firmware is business `iot.ota.NotExistedFirmware`;
 a bad task status, a repeated `DeviceName.N` or more than 200 of them are business
 `iot.system.IllegalRequest`. Cancelling for unknown devices or tasks is a no-op success.
+An emulator given an `iot_instance_id` answers every call that lacks it or names another
+with business `iot.system.InstanceNotFound` (the platform's documented code for an unknown
+instance id; what it answers when the id is missing is not documented).
 """
 
 from __future__ import annotations
@@ -123,11 +126,13 @@ def create_app(
     casing: Casing = "tuya",
     cancellable: frozenset[str] = DEFAULT_CANCELLABLE,
     clock: Callable[[], float] = time.time,
+    iot_instance_id: str | None = None,
 ) -> web.Application:
     """An emulator of the OTA API over `fleet`; `credentials` maps key id -> secret.
 
     `quotas` overrides the per-action rate (calls/s; <= 0 or inf: unlimited; defaults
     QueryOTAFirmware 20, the rest 10); throttled calls get HTTP `throttle_status`.
+    `iot_instance_id`: the instance's id, then required as `IotInstanceId` on every call.
     """
     emulator = _Emulator(
         fleet,
@@ -138,6 +143,7 @@ def create_app(
         casing,
         cancellable,
         clock,
+        iot_instance_id,
     )
     app = web.Application()
     app[STATS_KEY] = emulator.stats
@@ -160,6 +166,7 @@ class _Emulator:
         casing: Casing,
         cancellable: frozenset[str],
         clock: Callable[[], float],
+        iot_instance_id: str | None = None,
     ) -> None:
         self.fleet = fleet
         self.credentials = credentials
@@ -169,6 +176,7 @@ class _Emulator:
         self.casing = casing
         self.cancellable = cancellable
         self.clock = clock
+        self.iot_instance_id = iot_instance_id
         self.stats = EmulatorStats()
         self.rng = random.Random(faults.seed)
         self.nonces = _Nonces()
@@ -298,6 +306,11 @@ class _Emulator:
         return web.Response(body=data, content_type=_JSON)
 
     def _run_action(self, request_id: str, action: str, params: dict[str, str]) -> dict[str, Any]:
+        if self.iot_instance_id is not None and params.get("IotInstanceId") != self.iot_instance_id:
+            self.stats.served[action] += 1
+            return actions.business_error(
+                request_id, "iot.system.InstanceNotFound", "The instance ID does not exist."
+            )
         failing = self.faults.failing_devices
         if failing:
             code = _failing_code(self.fleet, failing, params)

@@ -47,6 +47,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--cancel-in-progress", action="store_true", help="let Cancel also cancel IN_PROGRESS"
     )
+    parser.add_argument(
+        "--iot-instance-id", metavar="ID", help="require this IotInstanceId on every call"
+    )
     parser.add_argument("--write-devices", type=Path, metavar="PATH", help="write the device CSV")
     parser.add_argument("--serve", action="store_true", help="serve even with --write-devices")
 
@@ -118,6 +121,7 @@ def run(args: argparse.Namespace) -> int:
         throttle_status=args.throttle_status,
         casing=args.casing,
         cancellable=cancellable,
+        iot_instance_id=args.iot_instance_id,
     )
     with contextlib.suppress(KeyboardInterrupt):
         asyncio.run(serve(app, args.host, args.port))

@@ -30,6 +30,7 @@ from fleetaudit.remediation.files import (
     device_keys,
     manifest_endpoint,
     manifest_setting,
+    manifest_text,
     read_findings,
     rebuild_outcomes,
     write_plan,
@@ -232,6 +233,7 @@ async def cancel_command(
     device_list: Path | None = None,
     statuses: Sequence[str] | None = None,
     endpoint: str | None = None,
+    iot_instance_id: str | None = None,
     apply: bool = False,
     credentials: Credentials | None = None,
     out: TextIO,
@@ -255,7 +257,7 @@ async def cancel_command(
         print(f"Plan written to {write_plan(run_dir, plan.tasks)}", file=out)
         return 0
     # Settle every usage problem before printing anything that looks like progress.
-    settings = _client_settings(run_dir, endpoint, quotas, concurrency)
+    settings = _client_settings(run_dir, endpoint, quotas, concurrency, iot_instance_id)
     if credentials is None:
         raise UsageError(f"--apply needs credentials ({KEY_ID_ENV} and {SECRET_ENV})")
     # One apply per run directory: a second one would re-read the same tasks, cancel them
@@ -301,12 +303,20 @@ def _manifest_statuses(run_dir: Path) -> Sequence[str]:
 
 
 def _client_settings(
-    run_dir: Path, endpoint: str | None, quotas: Mapping[str, float] | None, concurrency: int
+    run_dir: Path,
+    endpoint: str | None,
+    quotas: Mapping[str, float] | None,
+    concurrency: int,
+    iot_instance_id: str | None = None,
 ) -> ClientSettings:
-    """Client settings for the apply: the endpoint from `--endpoint`, else the run's manifest."""
+    """Client settings for the apply: the endpoint and the IoT instance id from the options,
+    else from the run's manifest (a run against an instance cancels on the same instance)."""
     resolved = endpoint or manifest_endpoint(run_dir)
     if resolved is None:
         raise UsageError(f"{run_dir}: the manifest records no endpoint; pass --endpoint URL")
+    instance = iot_instance_id or manifest_text(run_dir, "iot_instance_id")
     if quotas is None:
-        return ClientSettings(endpoint=resolved, concurrency=concurrency)
-    return ClientSettings(endpoint=resolved, quotas=quotas, concurrency=concurrency)
+        return ClientSettings(endpoint=resolved, concurrency=concurrency, iot_instance_id=instance)
+    return ClientSettings(
+        endpoint=resolved, quotas=quotas, concurrency=concurrency, iot_instance_id=instance
+    )

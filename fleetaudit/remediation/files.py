@@ -60,6 +60,12 @@ def read_findings(run_dir: Path) -> list[dict[str, Any]]:
 
 def manifest_endpoint(run_dir: Path) -> str | None:
     """The endpoint the run audited, from its manifest's configuration (None if unrecorded)."""
+    return manifest_text(run_dir, "endpoint")
+
+
+def manifest_text(run_dir: Path, name: str) -> str | None:
+    """A text setting the run was made with, from its manifest's configuration (None if
+    unrecorded or unset); `endpoint` is also read from the manifest's top level."""
     path = run_dir / MANIFEST_FILE
     try:
         manifest = orjson.loads(path.read_bytes())
@@ -70,10 +76,13 @@ def manifest_endpoint(run_dir: Path) -> str | None:
     if not isinstance(manifest, dict):
         return None
     config = manifest.get("config")
-    for source in (config if isinstance(config, dict) else {}, manifest):
-        endpoint = source.get("endpoint")
-        if isinstance(endpoint, str) and endpoint:
-            return endpoint
+    sources = [config if isinstance(config, dict) else {}]
+    if name == "endpoint":
+        sources.append(manifest)
+    for source in sources:
+        value = source.get(name)
+        if isinstance(value, str) and value:
+            return value
     return None
 
 

@@ -16,13 +16,37 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from fleetaudit.durations import format_duration
+from fleetaudit.errors import UsageError
 from fleetaudit.report.manifest import AUDIT_STATUSES, SEVERITIES
 from fleetaudit.report.schema import TABLES
+from fleetaudit.report.staging import LATEST, latest_run
 from fleetaudit.terms import FindingType, Severity
 
 # Enough drift lines to act on without burying the rest of the summary.
 _MAX_DRIFT_GROUPS = 20
 _MAX_VERSIONS_SHOWN = 5
+
+
+def find_run_dir(path: Path) -> Path:
+    """The finished run `path` names: a run directory, an OUT (the run its `LATEST` names)
+    or an `OUT/LATEST` file; UsageError (exit 2) saying why when none resolves."""
+    if path.is_dir() and (path / "manifest.json").is_file():
+        return path
+    if path.is_dir() and (path / LATEST).exists():
+        out = path
+    elif path.name == LATEST and path.is_file():
+        out = path.parent
+    elif path.is_dir():
+        raise UsageError(
+            f"{path} is not a finished run directory, nor an OUT with a {LATEST} file "
+            f"(no trusted run yet?): give RUN_DIR, OUT or OUT/{LATEST}"
+        )
+    else:
+        raise UsageError(f"{path} does not exist: give RUN_DIR, OUT or OUT/{LATEST}")
+    run_dir = latest_run(out)
+    if run_dir is None or not (run_dir / "manifest.json").is_file():
+        raise UsageError(f"{out / LATEST} does not name a finished run directory")
+    return run_dir
 
 
 def summarize_run(
