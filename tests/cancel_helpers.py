@@ -33,7 +33,7 @@ from fleetaudit.emulator.fleet import StaticFleet
 from fleetaudit.models import Credentials, Task
 from fleetaudit.remediation.apply import cancel_command
 from fleetaudit.remediation.plan import PlannedTask
-from fleetaudit.report.schema import rows_to_batch
+from fleetaudit.report.schema import SCHEMA_VERSION, rows_to_batch
 
 from helpers import TEST_KEY_ID, TEST_SECRET, FleetBuilder, emulator_url
 
@@ -80,7 +80,9 @@ def make_run_dir(
     config = {"endpoint": endpoint} if endpoint else {}
     if iot_instance_id is not None:
         config["iot_instance_id"] = iot_instance_id
-    (path / "manifest.json").write_bytes(orjson.dumps({"schema_version": 1, "config": config}))
+    (path / "manifest.json").write_bytes(
+        orjson.dumps({"schema_version": SCHEMA_VERSION, "config": config})
+    )
     return path
 
 

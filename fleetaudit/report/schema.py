@@ -14,7 +14,7 @@ import pyarrow as pa
 
 from fleetaudit.terms import Table
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 
 _STR = pa.string()
 _I32 = pa.int32()
