@@ -29,6 +29,7 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from harness import BENCH_ENV, PYTHON, ROOT, ChildRun, emulator, env, run_child, write_devices
+from shared_quota import shared_quota
 
 SEED = 1
 # "No quota": the highest rate the settings accept, far above what one client can send.
@@ -349,14 +350,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument(
         "--only",
         action="append",
-        choices=("quota", "sdk", "overhead", "memory", "emulator", "commit"),
+        choices=("quota", "sdk", "overhead", "memory", "emulator", "commit", "shared"),
         help="run only these parts (repeatable); sdk implies quota",
     )
     parser.add_argument("--quota-devices", type=int, default=3000)
     parser.add_argument("--overhead-devices", type=int, default=10000)
     parser.add_argument("--work", type=Path, default=ROOT / "out" / "bench")
     args = parser.parse_args(argv)
-    parts = set(args.only or ("quota", "sdk", "overhead", "memory", "emulator", "commit"))
+    parts = set(args.only or ("quota", "sdk", "overhead", "memory", "emulator", "commit", "shared"))
     args.work.mkdir(parents=True, exist_ok=True)
     started = time.perf_counter()
     rows: list[Row] = []
@@ -373,6 +374,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         rows += emulator_rate(args.overhead_devices, args.work)
     if "commit" in parts:
         rows += commit_cadence(args.overhead_devices, args.runs, args.work)
+    if "shared" in parts:
+        # One run each (they take a minute of quota-bound wall time apiece); --full adds the
+        # two runs without a shared store, as before issue 12.
+        rows += shared_quota(args.work / "shared", baseline=args.full)
     print_table(rows, args.runs, time.perf_counter() - started)
     (args.work / "results.json").write_text(json.dumps(rows, indent=1))
     return 0

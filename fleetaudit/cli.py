@@ -93,7 +93,19 @@ def build_parser() -> argparse.ArgumentParser:
     )
     # The same rows as `run`'s: one declaration, one validation (endpoint, cancel_statuses
     # and the instance id default to what the run's manifest recorded).
-    add_options(cancel, Settings, only=("endpoint", "qps", "cancel_statuses", "iot_instance_id"))
+    add_options(
+        cancel,
+        Settings,
+        only=(
+            "endpoint",
+            "qps",
+            "cancel_statuses",
+            "iot_instance_id",
+            "quota_store",
+            "account",
+            "quota_share",
+        ),
+    )
     cancel.add_argument(
         "--apply", action="store_true", help="really cancel (re-checks each task first)"
     )
@@ -181,6 +193,11 @@ def _cancel_command(args: argparse.Namespace) -> int:
             credentials=credentials,
             out=sys.stdout,
             quotas=options.quotas_per_action(),
+            pacing={
+                name: given[name]
+                for name in ("quota_store", "account", "quota_share")
+                if name in given
+            },
         )
     )
 

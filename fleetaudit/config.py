@@ -24,6 +24,7 @@ from fleetaudit.settings import (
     Number,
     PathValue,
     PerName,
+    QuotaStore,
     Section,
     Text,
     Url,
@@ -104,6 +105,21 @@ class Settings:
     quotas: Mapping[str, float] = setting(
         PerName(tuple(Action), _RATE), "per action, calls/s, overriding qps", default={}
     )
+    quota_store: str | None = setting(
+        QuotaStore(), "where every process of the account books its calls on one schedule, "
+        "so together they stay under the quota: a directory (default "
+        "$XDG_STATE_HOME/fleetaudit), redis://host:6379/0 across hosts, or off",
+        flag="--quota-store", metavar="DIR|URL|off",
+    )  # fmt: skip
+    account: str | None = setting(
+        Text(), "whose quota this is (default: the endpoint's host and a digest of the key "
+        "id); RAM users of one account set the same name", flag="--account", metavar="NAME",
+    )  # fmt: skip
+    quota_share: int = setting(
+        Whole(1, 64), "call slots this process may hold ahead on the shared schedule: its "
+        "weight against the account's other processes (a gate with 4 beside a nightly with "
+        "1 gets 4/5 of the quota)", default=1, flag="--quota-share", metavar="N",
+    )  # fmt: skip
     concurrency: int = setting(
         Whole(1, 4096), "calls in flight at most", default=64, flag="--concurrency", metavar="N"
     )

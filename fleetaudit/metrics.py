@@ -23,6 +23,16 @@ _API_COUNTERS: tuple[tuple[str, str, str], ...] = (
     ("retries", "api_retries", "Retried attempts in the last run, per action."),
     ("throttled", "api_throttled", "Throttled responses in the last run, per action."),
     ("failures", "api_failures", "Calls that failed for good in the last run, per action."),
+    (
+        "quota_wait_s",
+        "api_quota_wait_seconds",
+        "Seconds the last run's calls waited on the account's other processes, per action.",
+    ),
+    (
+        "quota_share",
+        "api_quota_share",
+        "The last run's call rate while busy, as a share of the quota (0..1), per action.",
+    ),
 )
 
 Sample = tuple[Mapping[str, str], float]
@@ -88,7 +98,12 @@ def render_metrics(
     ]
     api = manifest.get("api", {})
     for key, name, help_text in _API_COUNTERS:
-        samples = [({"action": a}, stats.get(key, 0)) for a, stats in api.items()]
+        # A share is null for an action that started fewer than two calls: no sample.
+        samples = [
+            ({"action": a}, stats.get(key) or 0)
+            for a, stats in api.items()
+            if key != "quota_share" or stats.get(key) is not None
+        ]
         blocks.append(_gauge(name, help_text, samples))
     blocks += _outcome(exit_code, finished)
     return "".join(blocks)

@@ -74,6 +74,9 @@ def client_settings(settings: Settings) -> ClientSettings:
         method="GET" if settings.method == "GET" else "POST",
         retry=retry,
         iot_instance_id=settings.iot_instance_id,
+        quota_store=settings.quota_store,
+        account=settings.account,
+        quota_share=settings.quota_share,
     )
 
 
@@ -178,6 +181,7 @@ async def run_audit(
             "inputs": staging.meta["inputs"],
             "set_aside": staging.meta["set_aside"],
             "gate": gate_record(settings.gate, violations),
+            "quota": api_stats.pacing,
         },
     )
     run_dir = await anyio.to_thread.run_sync(

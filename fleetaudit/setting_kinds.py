@@ -8,6 +8,7 @@ how the manifest records it. Pure.
 from __future__ import annotations
 
 import datetime as dt
+import importlib.util
 import math
 import os
 from collections.abc import Mapping
@@ -15,7 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from types import MappingProxyType
 from typing import Protocol, TypeVar
-from urllib.parse import urlsplit
+from urllib.parse import urlsplit, urlunsplit
 
 from fleetaudit.durations import epoch_ms, parse_duration, parse_iso8601
 
@@ -270,6 +271,54 @@ class PathValue:
 
     def to_json(self, value: Path) -> object:
         return str(value)
+
+
+@dataclass(frozen=True)
+class QuotaStore:
+    """Where the shared quota schedule is kept: "off", a redis:// URL, or a directory."""
+
+    accepts: str = '"off", a redis://host:port/db URL, or a directory'
+
+    def from_toml(self, raw: object, base: Path) -> str:
+        text = _text_of(raw, self.accepts).strip()
+        if text and text != "off" and not is_redis(text):
+            return str(PathValue().from_toml(text, base))
+        return self.from_text(text)
+
+    def from_text(self, text: str) -> str:
+        text = text.strip()
+        if not text:
+            raise ValueError(f"must be {self.accepts}")
+        if is_redis(text):
+            parts = urlsplit(text)
+            if parts.scheme != "unix" and not parts.hostname:
+                raise ValueError(f"must be {self.accepts}: the URL has no host")
+            if importlib.util.find_spec("redis") is None:
+                raise ValueError(
+                    "a Redis store needs the redis extra: pip install 'fleetaudit[redis]'"
+                )
+        return text if text == "off" or is_redis(text) else str(Path(text).expanduser())
+
+    def to_json(self, value: str) -> object:
+        return shown_store(value)
+
+
+def is_redis(store: str) -> bool:
+    """Whether a quota_store value names a Redis server."""
+    return store.startswith(("redis://", "rediss://", "unix://"))
+
+
+def shown_store(store: str) -> str:
+    """A store as messages and the manifest show it: a Redis URL without its password."""
+    if not is_redis(store):
+        return store
+    parts = urlsplit(store)
+    if parts.password is None:
+        return store
+    netloc = f"{parts.username or ''}:***@{parts.hostname or ''}"
+    if parts.port is not None:
+        netloc += f":{parts.port}"
+    return urlunsplit(parts._replace(netloc=netloc))
 
 
 @dataclass(frozen=True)

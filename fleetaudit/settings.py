@@ -39,10 +39,12 @@ from fleetaudit.setting_kinds import (
     Number,
     PathValue,
     PerName,
+    QuotaStore,
     SubkeyError,
     Text,
     Url,
     Whole,
+    shown_store,
 )
 
 # Re-exported: config.py declares its rows with these kinds.
@@ -55,6 +57,7 @@ __all__ = [
     "Number",
     "PathValue",
     "PerName",
+    "QuotaStore",
     "Section",
     "Text",
     "Url",
@@ -161,7 +164,9 @@ def option_values(cls: type[Any], args: argparse.Namespace) -> dict[str, Any]:
         try:
             values[name] = row.kind.from_text(raw)
         except ValueError as error:
-            raise UsageError(f"{row.flag} {raw!r}: {error}") from None
+            # A Redis URL may carry a password: a bad one is echoed without it.
+            shown = shown_store(raw) if isinstance(row.kind, QuotaStore) else raw
+            raise UsageError(f"{row.flag} {shown!r}: {error}") from None
     return values
 
 

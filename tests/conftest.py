@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from pathlib import Path
 
 import pytest
 
@@ -18,7 +19,7 @@ def credentials() -> Credentials:
 
 
 @pytest.fixture(autouse=True)
-def _clean_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+def _clean_environment(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     """No test sees the developer's shell: no `FLEETAUDIT_*` variable, an 80-column terminal.
 
     Tests that need credentials in the environment set them (`helpers.set_env_credentials`);
@@ -27,5 +28,8 @@ def _clean_environment(monkeypatch: pytest.MonkeyPatch) -> None:
     """
     for name in [name for name in os.environ if name.startswith("FLEETAUDIT_")]:
         monkeypatch.delenv(name)
+    # The shared quota schedule lives in the state directory: each test gets its own, so
+    # no test books slots behind another's (or in the developer's ~/.local/state).
+    monkeypatch.setenv("XDG_STATE_HOME", str(tmp_path / "state"))
     monkeypatch.setenv("COLUMNS", "80")
     monkeypatch.setenv("LINES", "24")

@@ -10,6 +10,7 @@ import pytest
 from aiohttp import web
 
 from fleetaudit.emulator.app import STATS_KEY
+from fleetaudit.emulator.quota import QuotaBook
 
 from helpers import (
     FIXED_NOW,
@@ -150,3 +151,11 @@ async def test_quotas_are_per_action() -> None:
             url, "ListOTAUnfinishedTaskByDevice", {"IotId": "iot-d1", "TaskStatus": "QUEUED"}
         )
     assert status == 200
+
+
+def test_ram_users_of_one_account_share_its_quota() -> None:
+    """Two key ids mapped to one account draw from one bucket; a third key has its own."""
+    book = QuotaBook({"A": 1.0}, lambda: 0.0, accounts={"ram-1": "acct", "ram-2": "acct"})
+    assert book.take("ram-1", "A") is None
+    assert book.take("ram-2", "A") is not None
+    assert book.take("other", "A") is None

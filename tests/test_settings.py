@@ -35,6 +35,9 @@ from fleetaudit.settings import add_options, describe, manifest_values, option_v
         ("--method", "PUT", "POST, GET"),
         ("--cancel-statuses", "QUEUED,SUCCEEDED", "one or more of CONFIRM"),
         ("--cancel-statuses", ",", "one or more of CONFIRM"),
+        ("--quota-share", "0", "from 1 to 64"),
+        ("--quota-store", "redis://:pw-not-shown@/0", "no host"),
+        ("--quota-store", " ", "a redis://host:port/db URL"),
     ],
 )
 def test_bad_option_value_is_a_usage_error_naming_setting_and_range(
@@ -48,6 +51,7 @@ def test_bad_option_value_is_a_usage_error_naming_setting_and_range(
     assert option in err
     assert accepts in err
     assert "Traceback" not in err
+    assert "pw-not-shown" not in err
 
 
 @pytest.mark.parametrize(
@@ -62,6 +66,9 @@ def test_bad_option_value_is_a_usage_error_naming_setting_and_range(
         ("[gate]\nshow_devices = 0", "gate.show_devices", "from 1 to 100000"),
         ("cancel_statuses = []", "cancel_statuses", "one or more of CONFIRM"),
         ("cancel_statuses = [1]", "cancel_statuses", "one or more of CONFIRM"),
+        ("quota_store = 5", "quota_store", "a redis://host:port/db URL"),
+        ('quota_store = "rediss://:pw@/0"', "quota_store", "no host"),
+        ("quota_share = 100", "quota_share", "from 1 to 64"),
     ],
 )
 def test_bad_job_file_value_is_a_usage_error_naming_file_key_and_range(

@@ -29,6 +29,7 @@ from fleetaudit.api import protocol, responses
 from fleetaudit.api.pacing import RateBudget
 from fleetaudit.api.protocol import ACTIONS, DEFAULT_QUOTAS
 from fleetaudit.api.retry import RetryPolicy, backoff_delay
+from fleetaudit.api.schedule import Schedule, account_name, open_schedule
 from fleetaudit.api.signing import signed_query
 from fleetaudit.api.stats import ActionStats, ApiStats
 from fleetaudit.errors import ApiError, AuthError, CallFailed, TransientError
@@ -70,6 +71,12 @@ class ClientSettings:
     method: Literal["POST", "GET"] = "POST"
     retry: RetryPolicy = field(default_factory=RetryPolicy)
     iot_instance_id: str | None = None
+    # The shared quota (schedule.py): where slots are booked (None: the state directory;
+    # "off": this process alone), whose quota it is, and how many slots this process may
+    # hold ahead (its weight against the account's other processes).
+    quota_store: str | None = None
+    account: str | None = None
+    quota_share: int = 1
 
     def __post_init__(self) -> None:
         if self.concurrency < 1:
@@ -78,6 +85,8 @@ class ClientSettings:
             raise ValueError("method must be POST or GET")
         if any(rate <= 0 for rate in self.quotas.values()):
             raise ValueError("every quota must be a positive number of calls per second")
+        if self.quota_share < 1:
+            raise ValueError("quota_share must be at least 1")
 
 
 @dataclass(frozen=True, slots=True)
@@ -117,10 +126,27 @@ async def open_client(
         total=settings.request_timeout, sock_connect=settings.connect_timeout
     )
     connector = aiohttp.TCPConnector(limit=settings.concurrency, limit_per_host=0)
-    async with aiohttp.ClientSession(
-        connector=connector, timeout=timeout, raise_for_status=False
-    ) as session:
-        yield OtaClient(session, settings, credentials, sleep, rng or random.Random(), clock)
+    account = settings.account or account_name(settings.endpoint, credentials.access_key_id)
+    schedule = open_schedule(settings.quota_store, account)
+    try:
+        async with aiohttp.ClientSession(
+            connector=connector, timeout=timeout, raise_for_status=False
+        ) as session:
+            client = OtaClient(
+                session, settings, credentials, sleep, rng or random.Random(), clock, schedule
+            )
+            try:
+                yield client
+            finally:
+                client.stats.pacing = {
+                    "store": schedule.where,
+                    "account": account,
+                    "share": settings.quota_share,
+                    "degraded": schedule.degraded,
+                }
+    finally:
+        with anyio.CancelScope(shield=True):
+            await schedule.aclose()
 
 
 class OtaClient:
@@ -134,6 +160,7 @@ class OtaClient:
         sleep: Sleep,
         rng: random.Random,
         clock: Callable[[], float],
+        schedule: Schedule | None = None,
     ) -> None:
         self.stats = ApiStats(ACTIONS)
         self._session = session
@@ -143,7 +170,12 @@ class OtaClient:
         self._rng = rng
         self._clock = clock
         # An action left out of `quotas` keeps its documented default.
-        self._budget = RateBudget({**DEFAULT_QUOTAS, **settings.quotas}, sleep=sleep)
+        quotas = {**DEFAULT_QUOTAS, **settings.quotas}
+        self._budget = RateBudget(
+            quotas, schedule=schedule, share=settings.quota_share, sleep=sleep
+        )
+        for action, _quota in quotas.items():
+            self.stats.action(action).quota = self._budget[action].quota
         self._slots = asyncio.Semaphore(settings.concurrency)
         self._base_url = str(URL(settings.endpoint).with_query(None))
         # Once the platform refuses our identity, every later call fails the same way
@@ -257,7 +289,7 @@ class OtaClient:
         while True:
             # Pace first, then take a slot: a call waiting for its action's pace holds no
             # slot that a call of another action could use.
-            await budget.acquire()
+            await budget.acquire(stats)
             # The deadline starts at the first send, not while queued behind the pace.
             deadline = deadline if deadline is not None else loop.time() + policy.timeout
             time_left = deadline - loop.time()
@@ -267,13 +299,14 @@ class OtaClient:
                 stats.failures += 1
                 raise self._failed(action, subject, last, attempt) from None
             attempt += 1
+            sent_at = loop.time()
             try:
                 async with self._slots:
                     value = await self._attempt(action, params, stats, time_left, parse)
             except TransientError as error:
                 if error.throttled:
                     stats.throttled += 1
-                    budget.throttled(error.retry_after)
+                    budget.throttled(error.retry_after, sent_at)
                 else:
                     errors += 1
                 delay = backoff_delay(policy, attempt, self._rng, error.retry_after)

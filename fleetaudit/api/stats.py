@@ -24,8 +24,30 @@ class ActionStats:
     retries: int = 0
     throttled: int = 0
     failures: int = 0
+    # The quota pacing: seconds the shared schedule (other processes of the account) added
+    # to this action's waits, and the span of its starts, for the share of the quota it got.
+    quota: float = 0.0
+    quota_wait_s: float = 0.0
+    _starts: int = 0
+    _first_start: float = 0.0
+    _last_start: float = 0.0
     _latency_buckets: dict[int, int] = field(default_factory=dict)
     _latency_count: int = 0
+
+    def record_start(self, now: float, shared_wait: float) -> None:
+        """An attempt starts at `now` (seconds), after waiting `shared_wait` on others."""
+        if self._starts == 0:
+            self._first_start = now
+        self._starts += 1
+        self._last_start = now
+        self.quota_wait_s += shared_wait
+
+    def quota_share(self) -> float | None:
+        """This action's start rate while it was busy, as a share of its quota (None: < 2)."""
+        span = self._last_start - self._first_start
+        if self._starts < 2 or span <= 0 or self.quota <= 0:
+            return None
+        return round((self._starts - 1) / span / self.quota, 3)
 
     def record_latency(self, millis: float) -> None:
         """One attempt's round trip in milliseconds."""
@@ -53,6 +75,8 @@ class ActionStats:
             "retries": self.retries,
             "throttled": self.throttled,
             "failures": self.failures,
+            "quota_share": self.quota_share(),
+            "quota_wait_s": round(self.quota_wait_s, 3),
             "latency_ms_p50": self.latency_percentile(0.50),
             "latency_ms_p95": self.latency_percentile(0.95),
             "latency_ms_p99": self.latency_percentile(0.99),
@@ -79,10 +103,12 @@ class StatsSnapshot:
 class ApiStats:
     """Statistics of every action the client called, keyed by action name."""
 
-    __slots__ = ("_actions",)
+    __slots__ = ("_actions", "pacing")
 
     def __init__(self, actions: Iterable[str] = ()) -> None:
         self._actions: dict[str, ActionStats] = {action: ActionStats() for action in actions}
+        # Where the quota was shared (store, account, share, why it degraded): the client's.
+        self.pacing: dict[str, Any] = {}
 
     def action(self, name: str) -> ActionStats:
         """The (mutable) statistics of one action, created on first use."""

@@ -127,8 +127,12 @@ def create_app(
     cancellable: frozenset[str] = DEFAULT_CANCELLABLE,
     clock: Callable[[], float] = time.time,
     iot_instance_id: str | None = None,
+    accounts: Mapping[str, str] | None = None,
 ) -> web.Application:
     """An emulator of the OTA API over `fleet`; `credentials` maps key id -> secret.
+
+    `accounts` maps key ids (RAM users) to the account whose quota they share; a key id
+    not in it is an account of its own.
 
     `quotas` overrides the per-action rate (calls/s; <= 0 or inf: unlimited; defaults
     QueryOTAFirmware 20, the rest 10); throttled calls get HTTP `throttle_status`.
@@ -138,7 +142,7 @@ def create_app(
         fleet,
         dict(credentials),
         faults,
-        QuotaBook(quotas, clock),
+        QuotaBook(quotas, clock, accounts),
         throttle_status,
         casing,
         cancellable,

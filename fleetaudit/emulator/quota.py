@@ -29,18 +29,26 @@ class Throttled:
 
 
 class QuotaBook:
-    """One token bucket per (key id, action); capacity is one second's worth of calls."""
+    """One token bucket per (account, action); capacity is one second's worth of calls.
 
-    __slots__ = ("_buckets", "_clock", "_rates")
+    The quota is the account's: every key id (RAM user) that `accounts` maps to one account
+    draws from its buckets; a key id it does not name is an account of its own.
+    """
+
+    __slots__ = ("_accounts", "_buckets", "_clock", "_rates")
 
     def __init__(
-        self, rates: Mapping[str, float] | None, clock: Callable[[], float] = lambda: 0.0
+        self,
+        rates: Mapping[str, float] | None,
+        clock: Callable[[], float] = lambda: 0.0,
+        accounts: Mapping[str, str] | None = None,
     ) -> None:
+        self._accounts = dict(accounts or {})
         self._rates = dict(DEFAULT_QUOTAS)
         if rates is not None:
             self._rates.update(rates)
         self._clock = clock
-        # (key id, action) -> [tokens, time of last refill]
+        # (account, action) -> [tokens, time of last refill]
         self._buckets: dict[tuple[str, str], list[float]] = {}
 
     def rate(self, action: str) -> float:
@@ -55,9 +63,10 @@ class QuotaBook:
             return None
         capacity = max(rate, 1.0)
         now = self._clock()
-        bucket = self._buckets.get((key_id, action))
+        account = self._accounts.get(key_id, key_id)
+        bucket = self._buckets.get((account, action))
         if bucket is None:
-            bucket = self._buckets[(key_id, action)] = [capacity, now]
+            bucket = self._buckets[(account, action)] = [capacity, now]
         # A clock that steps backwards refills nothing rather than draining the bucket.
         tokens = min(capacity, bucket[0] + max(0.0, now - bucket[1]) * rate)
         bucket[1] = now

@@ -12,8 +12,9 @@ from __future__ import annotations
 import random
 import time
 from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
+from dataclasses import replace
 from pathlib import Path
-from typing import Protocol, TextIO, TypeVar
+from typing import Any, Protocol, TextIO, TypeVar
 
 import anyio
 
@@ -66,6 +67,10 @@ from fleetaudit.remediation.plan import (
 )
 from fleetaudit.remediation.render import format_outcomes, format_plan
 from fleetaudit.settings import rows
+
+# An apply is interactive (someone waits for it): on the account's shared schedule it takes
+# four turns to a nightly run's one, unless --quota-share says otherwise.
+APPLY_QUOTA_SHARE = 4
 
 T = TypeVar("T")
 
@@ -241,6 +246,7 @@ async def cancel_command(
     concurrency: int = 16,
     now_ms: int | None = None,
     rng: random.Random | None = None,
+    pacing: Mapping[str, Any] | None = None,
 ) -> int:
     """`fleetaudit cancel`: print the plan; dry run writes cancel-plan.parquet, `apply`
     cancels and appends outcomes to remediation.parquet. Returns the exit code (0 all done,
@@ -257,7 +263,10 @@ async def cancel_command(
         print(f"Plan written to {write_plan(run_dir, plan.tasks)}", file=out)
         return 0
     # Settle every usage problem before printing anything that looks like progress.
-    settings = _client_settings(run_dir, endpoint, quotas, concurrency, iot_instance_id)
+    settings = replace(
+        _client_settings(run_dir, endpoint, quotas, concurrency, iot_instance_id),
+        **{"quota_share": APPLY_QUOTA_SHARE, **(pacing or {})},
+    )
     if credentials is None:
         raise UsageError(f"--apply needs credentials ({KEY_ID_ENV} and {SECRET_ENV})")
     # One apply per run directory: a second one would re-read the same tasks, cancel them
