@@ -161,7 +161,7 @@ def two_runs(work: Path, store: str | None) -> Row:
     floor = max(calls.values()) / QUOTA
     throttled = answers.throttled(tenant=False)
     total = sum(1 for _, _, _, who in answers.seen if not who)
-    label = "shared (sqlite)" if store is None else f"quota_store {store}"
+    label = "shared (file)" if store is None else f"quota_store {store}"
     return (
         f"two runs at once, 2 x 150 devices, {label}",
         f"{wall:.1f} s for a {floor:.1f} s floor ({100 * floor / wall:.0f}%), "

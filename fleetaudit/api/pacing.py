@@ -18,10 +18,12 @@ Two mechanisms, one on top of the other:
   the rate that was throttled, so probing a shared quota costs few throttled calls, then
   steeply up, so a freed quota is used again within seconds.
 
-A process holds at most `share` booked slots ahead per action. That bounds what a killed
-process leaks (its booked slots, well under a second) and what a throttle wastes (slots
-booked at the old rate are booked again), and it makes the shared schedule fair: processes
-take turns, and one with share 4 gets four turns to another's one.
+A process holds at most `share` turns of booked slots ahead per action, a turn being one
+slot or, at high quotas, TURN_SECONDS' worth of them. That bounds what a killed process
+leaks (its booked slots, well under a second) and what a throttle wastes (slots booked at
+the old rate are booked again), and it makes the shared schedule fair: processes take
+turns, and one with share 4 gets four turns to another's one. (One slot a turn at 10 000
+calls/s made every call wait on the one before it: 13.1 s against 9.8 s for 20k calls.)
 """
 
 from __future__ import annotations
@@ -47,6 +49,7 @@ HEADROOM = 0.995
 DECREASE = 0.5
 GROWTH = 0.01
 MIN_FRACTION = 0.05  # never slower than this fraction of the quota
+TURN_SECONDS = 0.05  # at high quotas a turn on the shared schedule is this much time
 # An episode shorter than this says too little about the rate left to us to learn from.
 EPISODE_MIN_S = 2.0
 
@@ -141,7 +144,7 @@ class ActionBudget:
         self._action = action
         self._pace = Pace(quota)
         self._schedule = schedule or LocalSchedule()
-        self._ahead = asyncio.Semaphore(share)
+        self._ahead = asyncio.Semaphore(share * max(1, math.ceil(quota * TURN_SECONDS)))
         self._sleep = sleep
         self._clock = clock
         self._own_next = -math.inf  # when this process alone would start its next call

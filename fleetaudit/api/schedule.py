@@ -43,7 +43,6 @@ log = logging.getLogger(__name__)
 OFF = "off"
 SCHEDULE_FILE = "quota-schedule.json"
 MAX_FILE_BYTES = 1 << 20
-FORGET_AFTER_S = 3600.0
 LOCK_POLL_S = 0.001
 # A booking is one short transaction or one round trip. One that takes longer than this is
 # a store in trouble (a lock held by a stopped process, a server that accepts but never
@@ -130,8 +129,9 @@ class FileSchedule:
         # The wall clock is the one clock the host's processes share.
         now = time.time()
         start, slots[key] = book(slots.get(key, now), now, interval)
-        # Schedules whose slots are long past are forgotten: the file stays small.
-        data = orjson.dumps({k: v for k, v in slots.items() if v > now - FORGET_AFTER_S})
+        # A schedule whose next free moment has passed says no more than none at all (`book`
+        # starts at now either way): it is forgotten, so the file holds only busy ones.
+        data = orjson.dumps({k: v for k, v in slots.items() if v > now})
         # Written in place and padded with blanks (JSON ignores them) rather than truncated
         # first: a process killed mid-booking leaves the old text or the new, never half.
         os.pwrite(fd, data.ljust(len(raw)), 0)
