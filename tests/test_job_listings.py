@@ -223,3 +223,20 @@ async def test_each_sweep_action_has_its_own_quota() -> None:
         stats = app[STATS_KEY]
     assert stats.throttled["ListOTATaskByJob"] == 2
     assert stats.throttled["ListOTAFirmware"] == 0
+
+
+def test_synthetic_job_tasks_are_the_devices_tasks_of_that_job() -> None:
+    """Every synthetic job holds exactly the tasks (any status) its devices say are in it."""
+    fleet = SyntheticFleet(5000, seed=5)
+    by_device: dict[str, set[str]] = {}
+    for product_key, name, _ in fleet.iter_device_list():
+        device = fleet.device(product_key, name)
+        for task in fleet.tasks(device) if device is not None else []:
+            by_device.setdefault(task.job_id, set()).add(task.task_id)
+    by_job = {
+        job.job_id: {task.task_id for task in fleet.job_tasks(job)}
+        for package in fleet.product_firmware(None)
+        for job in fleet.jobs(package.firmware_id)
+    }
+    assert {job_id: ids for job_id, ids in by_job.items() if ids} == by_device
+    assert sum(map(len, by_device.values())) > 1000

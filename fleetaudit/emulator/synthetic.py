@@ -100,6 +100,18 @@ def version_ladder(product: int, module: int) -> tuple[str, ...]:
     return (f"{major}.8.0", f"{major}.9.1", f"{major}.10.0", f"{major}.10.2", f"{major}.11.0")
 
 
+def _task_module(h: int, module_count: int) -> int:
+    """Which module a device's tasks upgrade: mostly `default`."""
+    return 0 if (h >> 10) % 10 < 6 else (h >> 14) % module_count
+
+
+def _unfinished_dest(rung: int, h: int) -> int:
+    """The ladder rung an unfinished task upgrades to."""
+    if (h >> 20) % 15 == 1 and rung > 0:
+        return rung  # already applied: the device runs the target version
+    return _MAJORITY if rung < _MAJORITY else 4
+
+
 def firmware_id(product: int, module: int, dest: int, delta: int) -> str:
     """The id of the firmware upgrading (product, module) to ladder[dest]; delta is 0 or 1."""
     return str(100_000 + product * 1000 + module * 100 + dest * 10 + delta)
@@ -215,14 +227,28 @@ class SyntheticFleet(Fleet):
         """Job id -> the indices of the devices with a task in it, from one scan."""
         index: dict[str, array[int]] = {}
         for i in range(self.size):
+            h = _mix(self.seed, i, 5)
             # The cheap test first: most devices have no task, and most exist.
-            if _mix(self.seed, i, 5) % 1000 >= 250 or not self.exists(i):
+            if h % 1000 >= 250 or not self.exists(i):
                 continue
-            p = self._product_of(i)
-            rungs = [self._rung(i, m) for m in range(len(_PRODUCTS[p][1]))]
-            for job_id in {t.job_id for t in self._derive_tasks(i, p, rungs)}:
-                index.setdefault(job_id, array("L")).append(i)
+            for job_id in self._task_job_ids(i, self._product_of(i), h):
+                index.setdefault(job_id, array("I")).append(i)
         return index
+
+    def _task_job_ids(self, index: int, p: int, h: int) -> set[str]:
+        """The jobs of the device's tasks without building them (the index's scan is 1M
+        devices long): `_derive_tasks` branch by branch, through the same helpers."""
+        r = h % 1000
+        m = _task_module(h, len(_PRODUCTS[p][1]))
+        rung = self._rung(index, m)
+        jobs = set()
+        if r < 132:
+            jobs.add(self._job_id(firmware_id(p, m, _unfinished_dest(rung, h), 0), 1))
+            if r >= 120:
+                jobs.add(self._job_id(firmware_id(p, m, _unfinished_dest(rung, h >> 7), 0), 0))
+        if r < 30 or 132 <= r < 250:
+            jobs.add(self._job_id(firmware_id(p, m, max(rung, 1), 0), 1))
+        return jobs
 
     def iter_device_list(self) -> Iterator[tuple[str, str, str]]:
         for index in range(self.size):
@@ -299,7 +325,7 @@ class SyntheticFleet(Fleet):
         h = _mix(self.seed, index, 5)
         r = h % 1000
         tasks: list[FleetTask] = []
-        m = 0 if (h >> 10) % 10 < 6 else (h >> 14) % len(rungs)
+        m = _task_module(h, len(rungs))
         if r < 132:
             tasks.append(self._unfinished_task(index, p, m, rungs[m], h, slot=0, job=1))
             if r >= 120:  # a duplicate: same module and firmware, another job
@@ -312,9 +338,7 @@ class SyntheticFleet(Fleet):
         self, index: int, p: int, m: int, rung: int, h: int, *, slot: int, job: int
     ) -> FleetTask:
         ladder = version_ladder(p, m)
-        dest = _MAJORITY if rung < _MAJORITY else 4
-        if (h >> 20) % 15 == 1 and rung > 0:
-            dest = rung  # already applied: the device runs the target version
+        dest = _unfinished_dest(rung, h)
         src = ladder[rung]
         if (h >> 24) % 10 == 0:
             src = ladder[(rung + 2) % 5]  # the platform thinks the device runs another version
