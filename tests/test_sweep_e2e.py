@@ -132,16 +132,23 @@ def write_devices(path: Path, fleet: StaticFleet) -> Path:
     return path
 
 
-def run(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, url: str, name: str, *extra: str) -> Path:
-    """One `fleetaudit run` over the sweep fleet; the run directory."""
+def run(
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    url: str,
+    name: str,
+    *extra: str,
+    job: Path | None = None,
+) -> Path:
+    """One `fleetaudit run` (of `job`, if given) over the sweep fleet; the run directory."""
     set_env_credentials(monkeypatch, KEY_ID, SECRET)
     devices = write_devices(tmp_path / "devices.csv", sweep_fleet())
     policy = tmp_path / "policy.toml"
     policy.write_text(POLICY_TOML, encoding="utf-8")
     out = tmp_path / name
-    argv = ["run", "--endpoint", url, "--devices", str(devices), "--policy", str(policy),
-            "--out", str(out), "--now", NOW_ISO, "--qps", "1000", "--concurrency", "8",
-            "--retry-attempts", "2", *extra]  # fmt: skip
+    argv = ["run", *([str(job)] if job else []), "--endpoint", url, "--devices", str(devices),
+            "--policy", str(policy), "--out", str(out), "--now", NOW_ISO, "--qps", "1000",
+            "--concurrency", "8", "--retry-attempts", "2", *extra]  # fmt: skip
     assert cli.main(argv) == 0
     return out / (out / "LATEST").read_text(encoding="utf-8").strip()
 
@@ -295,3 +302,23 @@ def test_both_records_a_planted_disagreement(
         ("T9", "status_differs", "QUEUED", "IN_PROGRESS"),
     ]
     assert manifest(run_dir)["tasks"]["disagreements"] == 2
+
+
+def test_the_sweep_rides_out_random_faults(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Gateway errors, dropped connections and truncated answers on every action are retried:
+    the sweep still covers every product and finds exactly the same."""
+    plan = FaultPlan(seed=5, error_rate=0.1, drop_rate=0.05, truncated_rate=0.05)
+    job = tmp_path / "fast-retries.toml"
+    job.write_text("retry_wait_initial = 0.001\nretry_wait_max = 0.01\n", encoding="utf-8")
+    with emulator_url(
+        sweep_fleet(), credentials={KEY_ID: SECRET}, quotas=UNLIMITED, faults=plan
+    ) as (url, app):
+        run_dir = run(
+            tmp_path, monkeypatch, url, "faults", "--tasks-from", "jobs", "--retry-attempts",
+            "10", job=job,
+        )  # fmt: skip
+        faults = sum(app[STATS_KEY].faults.values())
+    assert faults > 10
+    assert findings(run_dir) == sorted(EXPECTED, key=repr)
+    assert manifest(run_dir)["tasks"]["sweep"]["products_covered"] == 2
+    assert not pq.read_table(run_dir / "errors.parquet").num_rows
