@@ -322,3 +322,25 @@ def test_the_sweep_rides_out_random_faults(tmp_path: Path, monkeypatch: pytest.M
     assert findings(run_dir) == sorted(EXPECTED, key=repr)
     assert manifest(run_dir)["tasks"]["sweep"]["products_covered"] == 2
     assert not pq.read_table(run_dir / "errors.parquet").num_rows
+
+
+def test_a_tasks_only_gate_trips_on_an_unfinished_task(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The pre-rollout rule by the jobs' listings alone: a product with unfinished tasks
+    trips the gate (exit 1) without a single per-device call."""
+    set_env_credentials(monkeypatch, KEY_ID, SECRET)
+    devices = write_devices(tmp_path / "devices.csv", sweep_fleet())
+    job = tmp_path / "pre-rollout-tasks.toml"
+    job.write_text(
+        'tasks_from = "jobs"\naudit = ["tasks"]\n[gate]\nproduct_key = "pkB"\n'
+        "fail_on_unfinished_tasks = true\n",
+        encoding="utf-8",
+    )
+    with emulator_url(sweep_fleet(), credentials={KEY_ID: SECRET}, quotas=UNLIMITED) as (url, app):
+        argv = ["run", str(job), "--endpoint", url, "--devices", str(devices), "--out",
+                str(tmp_path / "out"), "--now", NOW_ISO, "--qps", "1000"]  # fmt: skip
+        assert cli.main(argv) == 1
+        served = app[STATS_KEY].served
+    assert served[Action.LIST_UNFINISHED_TASKS] == served[Action.LIST_MODULE_VERSIONS] == 0
+    assert "fail_on_unfinished_tasks" in capsys.readouterr().out
