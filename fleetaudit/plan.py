@@ -34,6 +34,8 @@ _STRATEGIES: tuple[tuple[str, TasksFrom, bool], ...] = (
     ("jobs, full", TasksFrom.JOBS, True),
     ("jobs, tasks only", TasksFrom.JOBS, False),
 )
+# The per-device calls that set a run's pace; lookups are at most one per firmware and job.
+_PER_DEVICE_TIMED = frozenset({Action.LIST_MODULE_VERSIONS, Action.LIST_UNFINISHED_TASKS})
 
 
 @dataclass(frozen=True, slots=True)
@@ -83,9 +85,6 @@ def estimate(discovery: Discovery, quotas: Mapping[str, float]) -> list[Estimate
         seconds += max((calls / quotas[action] for action, calls in timed.items()), default=0.0)
         estimates.append(Estimate(name, {**sweep, **per_device}, seconds))
     return estimates
-
-
-_PER_DEVICE_TIMED = frozenset({Action.LIST_MODULE_VERSIONS, Action.LIST_UNFINISHED_TASKS})
 
 
 def render(discovery: Discovery, estimates: list[Estimate]) -> str:
