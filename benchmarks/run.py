@@ -8,6 +8,7 @@ minutes on 2 cores; `--full` adds the large size (1M devices, about 10 minutes m
 
     make bench                                  # default sizes: memory at 20k and 100k
     make bench BENCH_ARGS="--full"              # also 1M devices
+    .venv/bin/python benchmarks/run.py --only sweep    # devices vs jobs, 100k devices
     .venv/bin/python benchmarks/run.py --only overhead --runs 5
 """
 
@@ -327,6 +328,54 @@ def emulator_rate(devices: int, work: Path) -> list[Row]:
     ]
 
 
+def sweep(devices: int, work: Path, quota: float) -> list[Row]:
+    """(7) Reading tasks per device vs from the jobs' listings: calls per action, wall time.
+
+    The emulator's quota is scaled up (every action at `quota` calls/s) so a 100k-device fleet
+    fits in the bench; the calls, not the seconds, are what the goals judge.
+    """
+    fleet = write_devices(devices, SEED, work / f"devices-{devices}.csv")
+    rows: list[Row] = []
+    results: dict[str, dict[str, Any]] = {}
+    for name, extra in (
+        ("devices, full", ()),
+        ("devices, tasks only", ("--audit", "tasks")),
+        ("jobs, full", ("--tasks-from", "jobs")),
+        ("jobs, tasks only", ("--tasks-from", "jobs", "--audit", "tasks")),
+    ):
+        with emulator(devices, SEED, qps=quota) as emu:
+            child, manifest = fleetaudit_run(emu.url, fleet, work / "sweep-out", quota, extra=extra)
+        calls = {a: int(s["calls"]) for a, s in manifest["api"].items() if int(s["calls"])}
+        results[name] = {"calls": calls, "wall": child.wall_s, "manifest": manifest}
+        shown = ", ".join(f"{a} {n}" for a, n in calls.items())
+        print(f"  sweep {name}: {child.wall_s:.1f} s, {sum(calls.values())} calls ({shown})")
+        rows.append(
+            (f"7. {devices} devices, {name}: calls | wall",
+             f"{sum(calls.values())} | {child.wall_s:.1f} s", "")
+        )  # fmt: skip
+        for action, count in calls.items():
+            rows.append((f"7.   {name}: {action}", str(count), ""))
+    tasks_only = results["jobs, tasks only"]
+    record = tasks_only["manifest"]["tasks"]["sweep"]
+    calls = tasks_only["calls"]
+    floor = (
+        calls.get("ListOTAFirmware", 0)
+        + calls.get("ListOTAJobByFirmware", 0)
+        + 4 * int(record["jobs"])
+        + int(record["unfinished_tasks"]) / 100
+    )
+    full_per_device = sum(results["jobs, full"]["calls"].values()) / devices
+    rows += [
+        ("7. tasks-only by jobs / (fw pages + job pages + 4 per job + tasks/100)",
+         f"{sum(calls.values()) / floor:.3f}x", "<= 1.05x"),
+        ("7. full audit by jobs: calls per device", f"{full_per_device:.3f}", "<= 1.05"),
+        ("7. calls, tasks only: devices / jobs",
+         f"{sum(results['devices, tasks only']['calls'].values()) / sum(calls.values()):.0f}x",
+         ""),
+    ]  # fmt: skip
+    return rows
+
+
 def machine() -> list[str]:
     model = "unknown"
     try:
@@ -350,14 +399,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument(
         "--only",
         action="append",
-        choices=("quota", "sdk", "overhead", "memory", "emulator", "commit", "shared"),
+        choices=("quota", "sdk", "overhead", "memory", "emulator", "commit", "shared", "sweep"),
         help="run only these parts (repeatable); sdk implies quota",
     )
     parser.add_argument("--quota-devices", type=int, default=3000)
     parser.add_argument("--overhead-devices", type=int, default=10000)
+    parser.add_argument("--sweep-devices", type=int, default=100_000)
+    parser.add_argument("--sweep-quota", type=float, default=2000.0, help="calls/s per action")
     parser.add_argument("--work", type=Path, default=ROOT / "out" / "bench")
     args = parser.parse_args(argv)
-    parts = set(args.only or ("quota", "sdk", "overhead", "memory", "emulator", "commit", "shared"))
+    parts = set(
+        args.only or ("quota", "sdk", "overhead", "memory", "emulator", "commit", "sweep", "shared")
+    )
     args.work.mkdir(parents=True, exist_ok=True)
     started = time.perf_counter()
     rows: list[Row] = []
@@ -374,6 +427,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         rows += emulator_rate(args.overhead_devices, args.work)
     if "commit" in parts:
         rows += commit_cadence(args.overhead_devices, args.runs, args.work)
+    if "sweep" in parts:
+        rows += sweep(args.sweep_devices, args.work, args.sweep_quota)
     if "shared" in parts:
         # One run each (they take a minute of quota-bound wall time apiece); --full adds the
         # two runs without a shared store, as before issue 12.

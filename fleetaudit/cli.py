@@ -58,7 +58,25 @@ def build_parser() -> argparse.ArgumentParser:
     )
     run.add_argument("job", nargs="?", type=Path, metavar="JOB.toml", help="job file (TOML)")
     add_options(run, Settings)
+    run.add_argument(
+        "--plan", action="store_true", help="only print the plan (see `fleetaudit plan`)"
+    )
     run.set_defaults(handler=_run_command)
+
+    plan = commands.add_parser(
+        "plan",
+        help="print the calls and time each way of reading tasks would take",
+        description="From the device list and the cheap discovery listings (ListOTAFirmware, "
+        "ListOTAJobByFirmware), print the calls per action and the time under the quotas of a "
+        "full and a tasks-only audit, per device and by the jobs' listings. Nothing else is "
+        "called and nothing is written.",
+        epilog="examples:\n  fleetaudit plan jobs/nightly.toml\n"
+        "  fleetaudit run jobs/pre-rollout.toml --plan",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    plan.add_argument("job", nargs="?", type=Path, metavar="JOB.toml", help="job file (TOML)")
+    add_options(plan, Settings)
+    plan.set_defaults(handler=_plan_command)
 
     emulator = commands.add_parser(
         "emulator",
@@ -157,9 +175,22 @@ def _credentials() -> Credentials:
 
 
 def _run_command(args: argparse.Namespace) -> int:
+    if args.plan:
+        return _plan_command(args)
     from fleetaudit.runjob import run_from_args
 
     return run_from_args(args, _credentials)
+
+
+def _plan_command(args: argparse.Namespace) -> int:
+    from fleetaudit.config import settings_from
+    from fleetaudit.filecheck import check_regular_file
+    from fleetaudit.plan import plan_run
+
+    settings = settings_from(args.job, args)
+    assert settings.devices is not None  # settings_from() refuses a run without one
+    check_regular_file(settings.devices)
+    return anyio.run(plan_run, settings, _credentials(), sys.stdout)
 
 
 def _add_emulator_arguments(parser: argparse.ArgumentParser) -> None:

@@ -2,7 +2,9 @@
 
 A bounded stream feeds `concurrency` workers; each audits one device at a time, asking the
 platform for its module versions and unfinished tasks at once (each action under its own
-quota in the client), then the firmware and job behind every unfinished task. Failed calls
+quota in the client), then the firmware and job behind every unfinished task. What a run
+asks is an `Asking`: module versions or not (a tasks-only audit), and the sweep's tasks
+(sweep.py) in place of, or beside (`compare`), the per-device task listing. Failed calls
 come back as `CallFailure` values; only `AuthError` escapes and stops the run.
 """
 
@@ -16,6 +18,7 @@ import anyio
 from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
 
 from fleetaudit.api.client import OtaClient
+from fleetaudit.audit.crosscheck import task_disagreements
 from fleetaudit.errors import CallFailed
 from fleetaudit.models import (
     CallFailure,
@@ -26,9 +29,11 @@ from fleetaudit.models import (
     Job,
     ModuleVersion,
     Task,
+    TaskDisagreement,
     job_key,
 )
-from fleetaudit.terms import UNFINISHED_STATUSES, AuditStatus
+from fleetaudit.sweep import Sweep
+from fleetaudit.terms import UNFINISHED_STATUSES, Action, AuditStatus, TaskSource
 
 DEVICE_NOT_FOUND = "iot.device.NotExistedDevice"
 
@@ -108,6 +113,24 @@ class Lookups:
         for key in failed_jobs:
             self._jobs.prime(key, None)
 
+    def prime_listed(self, firmware: Iterable[Firmware], jobs: Iterable[Job]) -> Fetched:
+        """Take in the sweep's firmware and jobs; the rows not known before (write them once).
+
+        ListOTAFirmware's rows stand in for QueryOTAFirmware's (the rules need neither the
+        URL nor the verify progress they lack), and the jobs for ListOTAJobByDevice's.
+        """
+        fetched = Fetched()
+        for package in firmware:
+            if not self._firmware.known(package.firmware_id):
+                self._firmware.prime(package.firmware_id, package)
+                fetched.firmware.append(package)
+        for job in jobs:
+            key = job_key(job.firmware_id, job.job_id)
+            if not self._jobs.known(key):
+                self._jobs.prime(key, job)
+                fetched.jobs.append(job)
+        return fetched
+
     async def firmware(self, firmware_id: str, fetched: Fetched) -> Firmware | CallFailure | None:
         """The firmware, or the failure that kept it from being read (None: a past session)."""
 
@@ -154,11 +177,30 @@ class Lookups:
         return value if isinstance(value, Job) else None
 
 
-async def audit_device(client: OtaClient, lookups: Lookups, device: Device) -> DeviceResult:
+@dataclass(frozen=True)
+class Asking:
+    """What a run asks about each device.
+
+    `modules`: list its module versions (False: a tasks-only audit). `sweep`: the tasks the
+    jobs' listings found, used instead of the per-device listing for the devices of the
+    products it covers, or, with `compare`, beside it (the per-device listing then wins and
+    every difference becomes a `TaskDisagreement`).
+    """
+
+    modules: bool = True
+    sweep: Sweep | None = None
+    compare: bool = False
+
+
+async def audit_device(
+    client: OtaClient, lookups: Lookups, device: Device, asking: Asking = Asking()
+) -> DeviceResult:
     """Ask the platform about one device: modules and tasks at once, then their context."""
     modules: list[ModuleVersion] = []
     tasks: list[Task] = []
     failures: list[CallFailure] = []
+    swept = asking.sweep.tasks_of(device) if asking.sweep is not None else None
+    per_device = swept is None or asking.compare
 
     async def fetch_modules() -> None:
         try:
@@ -176,8 +218,10 @@ async def audit_device(client: OtaClient, lookups: Lookups, device: Device) -> D
         tasks.extend(task for task in found if task.task_status in UNFINISHED_STATUSES)
 
     async with anyio.create_task_group() as group:
-        group.start_soon(fetch_modules)
-        group.start_soon(fetch_tasks)
+        if asking.modules:
+            group.start_soon(fetch_modules)
+        if per_device:
+            group.start_soon(fetch_tasks)
 
     if any(failure.error_code == DEVICE_NOT_FOUND for failure in failures):
         audit = DeviceAudit(
@@ -185,6 +229,11 @@ async def audit_device(client: OtaClient, lookups: Lookups, device: Device) -> D
         )
         return DeviceResult(device, audit, [], [], [])
 
+    source, disagreements = _tasks_source(device, tasks, swept, failures, asking.compare)
+    if source == TaskSource.JOB and swept is not None:
+        tasks = swept
+    elif source == TaskSource.BOTH and swept is not None:
+        tasks = _with_job_details(tasks, swept)
     fetched = Fetched()
     firmware, jobs = await _fetch_task_context(lookups, device, tasks, fetched)
     iot_id = device.iot_id or next((m.iot_id for m in modules if m.iot_id), None)
@@ -193,9 +242,10 @@ async def audit_device(client: OtaClient, lookups: Lookups, device: Device) -> D
         device_name=device.device_name,
         iot_id=iot_id,
         audit_status=AuditStatus.ERROR if failures else AuditStatus.OK,
-        module_count=len(modules),
+        module_count=len(modules) if asking.modules else None,
         unfinished_task_count=len(tasks),
         error_code=failures[0].error_code if failures else None,
+        tasks_source=source,
     )
     return DeviceResult(
         device,
@@ -208,7 +258,43 @@ async def audit_device(client: OtaClient, lookups: Lookups, device: Device) -> D
         new_firmware=fetched.firmware,
         new_jobs=fetched.jobs,
         lookup_failures=fetched.failures,
+        disagreements=disagreements,
     )
+
+
+def _tasks_source(
+    device: Device,
+    by_device: list[Task],
+    swept: list[Task] | None,
+    failures: list[CallFailure],
+    compare: bool,
+) -> tuple[TaskSource | None, list[TaskDisagreement]]:
+    """Which listing the device's tasks come from, and where the two disagree."""
+    listed = not any(f.action == Action.LIST_UNFINISHED_TASKS for f in failures)
+    if swept is None:
+        return (TaskSource.DEVICE if listed else None), []
+    if not compare or not listed:
+        # Compared but the device's own listing failed: the sweep's tasks still stand.
+        return TaskSource.JOB, []
+    return TaskSource.BOTH, task_disagreements(device, by_device, swept)
+
+
+def _with_job_details(by_device: list[Task], by_job: list[Task]) -> list[Task]:
+    """The per-device tasks, with the progress, description and timeout only the job's
+    listing tells, where it lists the same task in the same status."""
+    details = {task.task_id: task for task in by_job}
+    enriched = []
+    for task in by_device:
+        seen = details.get(task.task_id)
+        if seen is not None and seen.task_status == task.task_status:
+            task = replace(
+                task,
+                progress=seen.progress,
+                task_desc=seen.task_desc,
+                job_timeout_minutes=seen.job_timeout_minutes,
+            )
+        enriched.append(task)
+    return enriched
 
 
 async def _fetch_task_context(
@@ -246,6 +332,7 @@ async def fan_out(
     results: MemoryObjectSendStream[DeviceResult],
     *,
     concurrency: int,
+    asking: Asking = Asking(),
 ) -> None:
     """Audit every device with `concurrency` workers, sending each result as it finishes.
 
@@ -265,7 +352,7 @@ async def fan_out(
     ) -> None:
         async with inbox, outbox:
             async for device in inbox:
-                await outbox.send(await audit_device(client, lookups, device))
+                await outbox.send(await audit_device(client, lookups, device, asking))
 
     async with results, anyio.create_task_group() as group:
         group.start_soon(feed, send_devices)

@@ -36,7 +36,7 @@ from fleetaudit.settings import (
     setting,
     table_values,
 )
-from fleetaudit.terms import UNFINISHED_STATUSES, Action
+from fleetaudit.terms import UNFINISHED_STATUSES, Action, TasksFrom
 from fleetaudit.tomlfile import read_toml
 
 # Every quota, timeout and count has a ceiling: a typo of three zeros should be refused,
@@ -44,6 +44,8 @@ from fleetaudit.tomlfile import read_toml
 _RATE = Number(0, 10_000, low_open=True)
 _SECONDS = Number(0, 3_600, low_open=True)
 _COUNT = Whole(0, 1_000_000_000)
+# What a run can audit: module versions and unfinished tasks (tasks are always audited).
+AUDITS: tuple[str, ...] = ("modules", "tasks")
 
 
 @dataclass(frozen=True, slots=True)
@@ -192,7 +194,23 @@ class Settings:
         Text(), "the IoT instance id sent as IotInstanceId on every call (instances that have "
         "an id require it)", flag="--iot-instance-id", metavar="ID", identity=True,
     )  # fmt: skip
+    tasks_from: str = setting(
+        Choice(tuple(TasksFrom)), "where unfinished tasks are read: per device, from the jobs' "
+        "listings (calls grow with jobs and tasks, not devices), or both, compared",
+        default=TasksFrom.DEVICES.value, flag="--tasks-from", metavar="devices|jobs|both",
+        identity=True,
+    )  # fmt: skip
+    audit: tuple[str, ...] = setting(
+        Choices(AUDITS), "what a run audits: `tasks` alone makes no module-version call (the "
+        "rules that need versions are skipped)", default=AUDITS, flag="--audit",
+        metavar="modules,tasks", identity=True,
+    )  # fmt: skip
     gate: GateRules = setting(Section(GateRules), "the [gate] table", default=GateRules())
+
+    @property
+    def tasks_only(self) -> bool:
+        """A tasks-only audit: no module versions are asked for."""
+        return "modules" not in self.audit
 
     def quotas_per_action(self) -> dict[str, float] | None:
         """Quotas this run sets: `qps` for every action, then the `quotas` table (None: none)."""
@@ -218,6 +236,14 @@ def settings_from(job: Path | None, args: argparse.Namespace | None = None) -> S
     for name in missing_required(settings):
         flag = name.replace("_", "-")
         raise UsageError(f"no {name}: give --{flag} or `{name}` in the job file")
+    where = f"{job}: " if job is not None else ""
+    if "tasks" not in settings.audit:
+        raise UsageError(f"{where}audit: must include tasks (use modules,tasks or tasks)")
+    if settings.tasks_only and settings.gate.max_drift_percent is not None:
+        raise UsageError(
+            f"{where}gate.max_drift_percent: needs module versions, which audit = tasks "
+            "does not read (add modules to audit, or drop the rule)"
+        )
     return settings
 
 

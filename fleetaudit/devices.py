@@ -230,3 +230,11 @@ def _read_parquet(path: Path) -> Iterator[Device]:
             for values in zip(*columns, strict=True):
                 row += 1
                 yield _device(path, row, dict(zip(fields, values, strict=True)), names)
+
+
+def product_counts(path: str | Path) -> dict[str, int]:
+    """How many distinct devices of each product the list holds (the sweep and the plan)."""
+    counts: dict[str, int] = {}
+    for device in read_devices(path):
+        counts[device.product_key] = counts.get(device.product_key, 0) + 1
+    return counts

@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
-from fleetaudit.terms import Action, AuditStatus, FindingType, Severity
+from fleetaudit.terms import Action, AuditStatus, Disagreement, FindingType, Severity, TaskSource
 
 
 @dataclass(frozen=True, slots=True)
@@ -50,11 +50,17 @@ class Task:
     task_status: str
     utc_create: int | None
     utc_modified: int | None
+    # Only ListOTATaskByJob tells these (None from the per-device listing): the progress in
+    # percent, why a task failed, timed out or was cancelled, and the job's upgrade timeout.
+    progress: int | None = None
+    task_desc: str | None = None
+    job_timeout_minutes: int | None = None
 
 
 @dataclass(frozen=True, slots=True)
 class Firmware:
-    """One firmware package (QueryOTAFirmware). `firmware_url` keeps no query string."""
+    """One firmware package (QueryOTAFirmware, or ListOTAFirmware without URL and verify
+    progress). `firmware_url` keeps no query string."""
 
     firmware_id: str
     firmware_name: str | None
@@ -76,7 +82,7 @@ class Firmware:
 
 @dataclass(frozen=True, slots=True)
 class Job:
-    """One upgrade job (batch) as ListOTAJobByDevice reports it."""
+    """One upgrade job (batch) as ListOTAJobByDevice or ListOTAJobByFirmware reports it."""
 
     job_id: str
     firmware_id: str | None
@@ -123,9 +129,10 @@ class DeviceAudit:
     device_name: str
     iot_id: str | None
     audit_status: AuditStatus
-    module_count: int
+    module_count: int | None  # None: a tasks-only audit did not ask
     unfinished_task_count: int
     error_code: str | None
+    tasks_source: TaskSource | None = None  # how its tasks were read (None: not at all)
 
 
 @dataclass(frozen=True, slots=True)
@@ -146,6 +153,21 @@ class Finding:
     job_id: str | None
     age_seconds: int | None
     detail: str
+
+
+@dataclass(frozen=True, slots=True)
+class TaskDisagreement:
+    """A task the two listings disagree on (tasks_from = "both"): one row of its table."""
+
+    kind: Disagreement
+    product_key: str
+    device_name: str
+    task_id: str
+    job_id: str | None
+    firmware_id: str | None
+    module_name: str | None
+    status_by_device: str | None  # None: the per-device listing does not show it
+    status_by_job: str | None  # None: the job's listing does not show it
 
 
 def job_key(firmware_id: str | None, job_id: str) -> tuple[str, str]:
@@ -176,3 +198,4 @@ class DeviceResult:
     new_firmware: Sequence[Firmware] = ()
     new_jobs: Sequence[Job] = ()
     lookup_failures: Sequence[CallFailure] = ()
+    disagreements: Sequence[TaskDisagreement] = ()

@@ -20,19 +20,29 @@ from typing import Any, Protocol
 import anyio
 import orjson
 
-from fleetaudit.api.client import DEFAULT_QUOTAS, ClientSettings, RetryPolicy, open_client
+from fleetaudit.api.client import (
+    DEFAULT_QUOTAS,
+    ClientSettings,
+    RetryPolicy,
+    open_client,
+)
 from fleetaudit.api.stats import ApiStats
-from fleetaudit.audit.findings import expected_versions, targeted_modules
+from fleetaudit.audit.findings import targeted_modules
 from fleetaudit.audit.join import device_rows
-from fleetaudit.collect import Fetched, Lookups, fan_out
+from fleetaudit.collect import Asking, Lookups, fan_out
 from fleetaudit.config import Settings
-from fleetaudit.devices import DeviceListCheck, read_devices, validate_device_list
+from fleetaudit.devices import (
+    DeviceListCheck,
+    read_devices,
+    validate_device_list,
+)
 from fleetaudit.durations import time_id
 from fleetaudit.errors import AuthError, InputError, RunIncomplete, UsageError
 from fleetaudit.gate import evaluate_batches, gate_record
 from fleetaudit.inputs import input_differences, run_inputs
-from fleetaudit.models import CallFailure, Credentials, DeviceResult, Firmware
+from fleetaudit.models import Credentials, Device, DeviceResult
 from fleetaudit.policy import Policy
+from fleetaudit.prefetch import resolve_targets, sweep_before_fan_out, tasks_record
 from fleetaudit.report.manifest import build_manifest
 from fleetaudit.report.recorder import Recorder
 from fleetaudit.report.resume import (
@@ -45,7 +55,8 @@ from fleetaudit.report.resume import (
 )
 from fleetaudit.report.staging import RunStaging, SetAside, remove_stale_staging
 from fleetaudit.settings import manifest_values
-from fleetaudit.terms import AuditStatus, Table
+from fleetaudit.sweep import Sweep
+from fleetaudit.terms import AuditStatus, Table, TasksFrom
 
 log = logging.getLogger(__name__)
 
@@ -134,8 +145,16 @@ async def run_audit(
         return _published_outcome(staging)
     now_ms = int(staging.meta["now_ms"])
     try:
-        api_stats = await _collect(
-            _Run(settings.devices, client, policy, settings.commit_every, settings.commit_interval),
+        api_stats, sweep = await _collect(
+            _Run(
+                settings.devices,
+                client,
+                policy,
+                settings.commit_every,
+                settings.commit_interval,
+                TasksFrom(settings.tasks_from),
+                modules=not settings.tasks_only,
+            ),
             credentials,
             staging,
             now_ms,
@@ -181,6 +200,7 @@ async def run_audit(
             "inputs": staging.meta["inputs"],
             "set_aside": staging.meta["set_aside"],
             "gate": gate_record(settings.gate, violations),
+            "tasks": tasks_record(staging, settings, sweep),
             "quota": api_stats.pacing,
         },
     )
@@ -270,6 +290,8 @@ class _Run:
     policy: Policy
     commit_every: int
     commit_interval_s: float
+    tasks_from: TasksFrom = TasksFrom.DEVICES
+    modules: bool = True  # False: a tasks-only audit
 
 
 async def _collect(
@@ -280,7 +302,7 @@ async def _collect(
     device_list: DeviceListCheck,
     rng: random.Random,
     progress: ProgressSink | None,
-) -> ApiStats:
+) -> tuple[ApiStats, Sweep | None]:
     done = committed_devices(staging)
     async with open_client(settings.client, credentials, rng=rng) as client:
         known = committed_lookups(staging)
@@ -294,7 +316,17 @@ async def _collect(
         recorder = Recorder(staging)
         # A list without duplicates needs no set of every device seen (memory at 1M devices).
         listed = read_devices(settings.devices, unique=device_list.has_duplicates)
-        devices = (d for d in listed if device_key(d) not in done)
+        asking = Asking(modules=settings.modules)
+        sweep: Sweep | None = None
+
+        def pending(device: Device) -> bool:
+            if device_key(device) not in done:
+                return True
+            if sweep is not None:
+                sweep.tasks_of(device)  # committed before: its swept tasks are claimed
+            return False
+
+        devices = (d for d in listed if pending(d))
         if progress:
             progress.start(device_list.unique, len(done), client.stats)
         last_commit = time.monotonic()
@@ -303,15 +335,19 @@ async def _collect(
         with anyio.CancelScope() as scope:
             async with anyio.create_task_group() as group:
                 group.start_soon(_cancel_on_signal, scope)
-                # Inside the scope: a signal during the firmware lookup stops the run too.
-                expected = await _resolve_targets(settings.policy, lookups, recorder)
+                # Inside the scope: a signal during the sweep or lookups stops the run too.
+                if settings.tasks_from != TasksFrom.DEVICES:
+                    sweep = await sweep_before_fan_out(client, settings.devices, lookups, recorder)
+                    compare = settings.tasks_from == TasksFrom.BOTH
+                    asking = Asking(modules=settings.modules, sweep=sweep, compare=compare)
+                expected = await resolve_targets(settings.policy, lookups, recorder)
                 results_in, results_out = anyio.create_memory_object_stream[DeviceResult](
                     settings.client.concurrency
                 )
                 if progress:
                     group.start_soon(_tick_every, _TICK_S, progress)
                 group.start_soon(
-                    partial(fan_out, concurrency=settings.client.concurrency),
+                    partial(fan_out, concurrency=settings.client.concurrency, asking=asking),
                     client,
                     lookups,
                     devices,
@@ -355,7 +391,7 @@ async def _collect(
                 f"interrupted; finished devices are saved in {staging.path}: "
                 "run again with --resume to continue"
             )
-        return client.stats
+        return client.stats, sweep
 
 
 def _unreachable(result: DeviceResult) -> bool:
@@ -377,29 +413,3 @@ async def _tick_every(interval_s: float, progress: ProgressSink) -> None:
     while True:
         await anyio.sleep(interval_s)
         progress.tick()
-
-
-async def _resolve_targets(
-    policy: Policy, lookups: Lookups, recorder: Recorder
-) -> dict[tuple[str, str], str]:
-    """The versions the policy expects; the firmware its targets name is read (and kept)."""
-    firmware: dict[str, Firmware] = {}
-    fetched = Fetched()
-    for target in policy.targets:
-        if target.firmware_id is None:
-            continue
-        found = await lookups.firmware(target.firmware_id, fetched)
-        if not isinstance(found, Firmware):
-            failure: CallFailure | None = found
-            why = f"{failure.error_code}: {failure.error_message}" if failure else "not found"
-            problem = (
-                f"policy target {target.product_key}/{target.module} names firmware "
-                f"{target.firmware_id}, which could not be read ({why})"
-            )
-            if failure is not None and failure.attempts > 1:
-                # Retried and still failing: the platform is in trouble, not the policy.
-                raise RunIncomplete(problem + "; try again later")
-            raise UsageError(problem)
-        firmware[target.firmware_id] = found
-    recorder.add(Table.FIRMWARE, fetched.firmware)
-    return expected_versions(policy, firmware)

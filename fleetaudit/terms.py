@@ -50,6 +50,7 @@ class Table(StrEnum):
     JOBS = "jobs"
     FINDINGS = "findings"
     ERRORS = "errors"
+    TASK_DISAGREEMENTS = "task_disagreements"
     CANCEL_PLAN = "cancel_plan"
     REMEDIATION = "remediation"
 
@@ -62,6 +63,34 @@ class Action(StrEnum):
     QUERY_FIRMWARE = "QueryOTAFirmware"
     LIST_JOBS = "ListOTAJobByDevice"
     CANCEL_TASKS = "CancelOTATaskByDevice"
+    # The sweep's listings (SWEEP.md): the account's firmware, a firmware's jobs, a job's tasks.
+    LIST_FIRMWARE = "ListOTAFirmware"
+    LIST_JOBS_BY_FIRMWARE = "ListOTAJobByFirmware"
+    LIST_TASKS_BY_JOB = "ListOTATaskByJob"
+
+
+class TasksFrom(StrEnum):
+    """Where a run reads unfinished tasks: per device, from the jobs' listings, or both."""
+
+    DEVICES = "devices"
+    JOBS = "jobs"
+    BOTH = "both"
+
+
+class TaskSource(StrEnum):
+    """How one device's tasks were read (devices.tasks_source)."""
+
+    DEVICE = "device"  # ListOTAUnfinishedTaskByDevice
+    JOB = "job"  # the sweep's ListOTATaskByJob listings
+    BOTH = "both"  # both, compared (tasks_from = "both")
+
+
+class Disagreement(StrEnum):
+    """How the two listings of a task disagree (task_disagreements.kind)."""
+
+    ONLY_BY_DEVICE = "only_by_device"
+    ONLY_BY_JOB = "only_by_job"
+    STATUS_DIFFERS = "status_differs"
 
 
 class TaskStatus(StrEnum):

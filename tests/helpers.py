@@ -219,6 +219,8 @@ class FleetBuilder:
         modified_ms: int | None = None,
         product_name: str = "",
         product_key: str | None = None,
+        progress: int = 0,
+        task_desc: str = "",
     ) -> FleetBuilder:
         """An upgrade task of `device` in `status`, part of `job` of `firmware`."""
         self._tasks.append(
@@ -235,6 +237,8 @@ class FleetBuilder:
                 utc_create_ms=self.now_ms if created_ms is None else created_ms,
                 utc_modified_ms=self.now_ms if modified_ms is None else modified_ms,
                 product_name=product_name,
+                progress=progress,
+                task_desc=task_desc,
             )
         )
         return self
@@ -291,6 +295,7 @@ class FleetBuilder:
         created_ms: int | None = None,
         modified_ms: int | None = None,
         product_key: str | None = None,
+        timeout_minutes: int | None = None,
     ) -> FleetBuilder:
         """A firmware upgrade job (batch) of `firmware` in `status`."""
         self._jobs.append(
@@ -304,6 +309,7 @@ class FleetBuilder:
                 selection_type=selection_type,
                 utc_create_ms=self.now_ms if created_ms is None else created_ms,
                 utc_modified_ms=self.now_ms if modified_ms is None else modified_ms,
+                timeout_minutes=timeout_minutes,
             )
         )
         return self

@@ -17,9 +17,15 @@ _TYPES = {"int32": pa.int32(), "int64": pa.int64()}
 _COLUMN = re.compile(r"`([a-z_]+)`(?:\s*\(([^()]*)\))?")
 
 
-def _contract_tables() -> dict[str, list[tuple[str, str | None]]]:
+ADDITIONS = "## What this project adds"
+
+
+def _contract_tables(*, additions: bool = True) -> dict[str, list[tuple[str, str | None]]]:
+    """Tables of the shared contract's table section, and of the project's additions."""
     text = CONTRACT.read_text(encoding="utf-8")
     section = text.split("## Tables (required columns)", 1)[1].split("\n## ", 1)[0]
+    if additions:
+        section += "\n\n" + text.split(ADDITIONS, 1)[1]
     tables: dict[str, list[tuple[str, str | None]]] = {}
     for paragraph in section.split("\n\n"):
         head = re.match(r"\*\*([a-z_.]+)\*\*:(.*)", paragraph.strip(), re.DOTALL)
@@ -31,12 +37,15 @@ def _contract_tables() -> dict[str, list[tuple[str, str | None]]]:
 
 
 CONTRACT_TABLES = _contract_tables()
+SHARED_TABLES = _contract_tables(additions=False)
 
 
 def test_contract_lists_every_table() -> None:
-    """The contract and schema.TABLES name the same seven tables."""
-    assert set(CONTRACT_TABLES) == set(TABLES)
-    assert len(TABLES) == 7
+    """Every run table is the shared contract's seven or one the project's section adds."""
+    assert set(SHARED_TABLES) <= set(TABLES)
+    assert len(SHARED_TABLES) == 7
+    assert set(TABLES) <= set(CONTRACT_TABLES)
+    assert len(TABLES) == 8
 
 
 @pytest.mark.parametrize("table", sorted(TABLES))
@@ -72,11 +81,13 @@ def test_partition_columns_are_not_in_files() -> None:
 
 
 def test_layout_lists_every_table_file() -> None:
-    """The report layout names a Parquet file for each table plus manifest.json."""
-    layout = CONTRACT.read_text(encoding="utf-8").split("## Report layout", 1)[1]
-    block = layout.split("```", 2)[1]
+    """The report layout (with the project's added files) names each table's Parquet file."""
+    text = CONTRACT.read_text(encoding="utf-8")
+    block = text.split("## Report layout", 1)[1].split("```", 2)[1]
     files = set(re.findall(r"([a-z_]+)\.parquet", block))
-    assert files == set(TABLES)
+    added = set(re.findall(r"`([a-z_]+)\.parquet`", text.split(ADDITIONS, 1)[1]))
+    assert files | added >= set(TABLES)
+    assert files == set(SHARED_TABLES)
     assert "manifest.json" in block
 
 

@@ -84,7 +84,7 @@ async def test_expired_timestamp(emulator: tuple[str, web.Application]) -> None:
 
 async def test_unknown_action(emulator: tuple[str, web.Application]) -> None:
     """An action the API does not have is 404 InvalidApi.NotFound."""
-    status, code, _ = await gateway_error(emulator[0], action="ListOTAFirmware")
+    status, code, _ = await gateway_error(emulator[0], action="ListOTADevices")
     assert (status, code) == (404, "InvalidApi.NotFound")
 
 

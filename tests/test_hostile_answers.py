@@ -19,7 +19,7 @@ from hostile import answer, honest, hostile_client, hostile_url, throttled
 
 from fleetaudit.api.client import RetryPolicy
 from fleetaudit.errors import CallFailed
-from fleetaudit.models import Device
+from fleetaudit.models import Device, Firmware, Job
 
 from helpers import FakeClock, RecordingSleep, static_fleet
 
@@ -323,3 +323,48 @@ async def test_a_throttled_call_out_of_time_is_not_a_timeout() -> None:
             with pytest.raises(CallFailed) as caught:
                 await client.query_firmware("F1")
     assert caught.value.failure.error_code == "Throttling.User"
+
+
+# --- the sweep's listings ---------------------------------------------------------------
+
+J1 = Job("J1", "F1", "pk1", "IN_PROGRESS", None, None, None, None)
+F1 = Firmware("F1", None, "pk1", None, "default", None, None, 1, 0, None, None, None, None, None,
+              None, None)  # fmt: skip
+
+
+def listed_firmware(damage: Callable[[list[Any]], object]) -> Callable[[Body], Body]:
+    """Damage the firmware list of a ListOTAFirmware answer (it sits under FirmwareInfo)."""
+
+    def apply(body: Body) -> Body:
+        damage(body["firmwareInfo"]["simpleFirmwareInfo"])
+        return body
+
+    return apply
+
+
+@pytest.mark.parametrize(
+    ("call", "damage"),
+    [
+        (lambda c: c.list_firmware("pk1"),
+         listed_firmware(lambda listed: listed[0].pop("firmwareId"))),
+        (lambda c: c.list_firmware("pk1"),
+         listed_firmware(lambda listed: listed[0].update(productKey="pk9"))),
+        (lambda c: c.list_jobs_by_firmware(F1),
+         first_item_without("simpleOTAJobInfo", "jobId")),
+        (lambda c: c.list_job_tasks(J1, "QUEUED"),
+         first_item_without("simpleOTATaskInfo", "deviceName")),
+        (lambda c: c.list_job_tasks(J1, "QUEUED"),
+         lambda body: items(body, "simpleOTATaskInfo")[0].update(taskStatus="IN_PROGRESS")
+         or body),
+        (lambda c: c.list_job_tasks(J1, "QUEUED"),
+         lambda body: items(body, "simpleOTATaskInfo")[0].update(jobId="J2") or body),
+    ],
+    ids=["firmware-no-id", "firmware-other-product", "job-no-id", "task-no-device",
+         "task-other-status", "task-other-job"],
+)  # fmt: skip
+async def test_sweep_listings_prove_themselves(
+    call: Callable[[Any], Any], damage: Callable[[Body], Body]
+) -> None:
+    """An item without its keys, or about another product, job or status: MalformedResponse."""
+    failed, _ = await failure_of(call, damaged(damage))
+    assert failed.failure.error_code == "MalformedResponse"

@@ -54,8 +54,8 @@ def test_pure_modules_import_no_io_libraries() -> None:
 
 
 def test_actions_and_default_quotas() -> None:
-    """Five actions, 10/s each except QueryOTAFirmware at 20/s."""
-    assert len(protocol.ACTIONS) == 5
+    """Eight actions (five per device, three of the sweep), 10/s each but QueryOTAFirmware."""
+    assert len(protocol.ACTIONS) == 8
     assert protocol.DEFAULT_QUOTAS[Action.QUERY_FIRMWARE] == 20.0
     assert {protocol.DEFAULT_QUOTAS[a] for a in protocol.ACTIONS if a != "QueryOTAFirmware"} == {
         10.0

@@ -17,6 +17,8 @@ LIGHT_MODULES = (
     "fleetaudit.audit.findings",
     "fleetaudit.audit.join",
     "fleetaudit.audit.majority",
+    "fleetaudit.audit.crosscheck",
+    "fleetaudit.api.job_listings",
     "fleetaudit.policy",
     "fleetaudit.config",
     "fleetaudit.settings",

@@ -524,3 +524,21 @@ def test_sigterm_during_the_firmware_lookup_exits_4_with_the_message(tmp_path: P
     assert child.returncode == 4, err.decode()
     assert "interrupted" in err.decode()
     assert [params["Action"] for params in seen] == ["QueryOTAFirmware"]
+
+
+def test_a_killed_sweep_run_resumes_to_the_uninterrupted_result(
+    tmp_path: Path, fleet: SyntheticFleet
+) -> None:
+    """A run reading tasks from the jobs, killed and resumed, publishes what one unkilled run
+    does: the sweep runs again, and its firmware and jobs are not written twice."""
+    devices = write_device_list(tmp_path / "devices.csv", fleet)
+    sweep = ("--tasks-from", "jobs", "--qps", "400")
+    once, out = tmp_path / "once", tmp_path / "out"
+    with emulator_url(fleet, credentials={KEY_ID: SECRET}, quotas=UNLIMITED) as (url, app):
+        finish(start_run(run_argv(url, devices, once, *sweep)))
+        kill_when(start_run(run_argv(url, devices, out, *sweep)), after_commits(5)(out, app))
+        finish(start_run(run_argv(url, devices, out, *sweep, "--resume")))
+    tables = read_run(out)
+    assert tables == read_run(once)
+    assert len(tables["firmware"]) == len({row[0] for row in tables["firmware"]})
+    assert tables["tasks"]

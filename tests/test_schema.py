@@ -21,6 +21,7 @@ from fleetaudit.models import (
     Job,
     ModuleVersion,
     Task,
+    TaskDisagreement,
 )
 from fleetaudit.report.schema import (
     REMEDIATION_TABLES,
@@ -87,6 +88,7 @@ MODEL_OF_TABLE = {
     "jobs": Job,
     "findings": Finding,
     "errors": CallFailure,
+    "task_disagreements": TaskDisagreement,
 }
 
 TASK = Task(
@@ -95,9 +97,10 @@ TASK = Task(
 
 
 def test_run_tables_in_contract_order() -> None:
-    """TABLES lists the seven run tables in the order of the contract."""
+    """TABLES lists the contract's seven run tables in its order, then the project's own."""
     assert list(TABLES) == [
-        "devices", "module_versions", "tasks", "firmware", "jobs", "findings", "errors"
+        "devices", "module_versions", "tasks", "firmware", "jobs", "findings", "errors",
+        "task_disagreements",
     ]  # fmt: skip
     assert list(REMEDIATION_TABLES) == ["cancel_plan", "remediation"]
 

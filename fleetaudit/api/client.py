@@ -25,7 +25,7 @@ import aiohttp
 import anyio
 from yarl import URL
 
-from fleetaudit.api import protocol, responses
+from fleetaudit.api import job_listings, protocol, responses
 from fleetaudit.api.pacing import RateBudget
 from fleetaudit.api.protocol import ACTIONS, DEFAULT_QUOTAS
 from fleetaudit.api.retry import RetryPolicy, backoff_delay
@@ -150,7 +150,7 @@ async def open_client(
 
 
 class OtaClient:
-    """Typed calls for the five OTA actions; each returns parsed values, every page read."""
+    """Typed calls for the OTA actions; each returns parsed values, every page read."""
 
     def __init__(
         self,
@@ -248,6 +248,64 @@ class OtaClient:
         device_name = device_names[0] if len(device_names) == 1 else None
         subject = _Subject(product_key, device_name, firmware_id, job_id)
         return await self._call(Action.CANCEL_TASKS, params, subject, responses.request_id_of)
+
+    # --- the sweep's listings (SWEEP.md) ------------------------------------------------
+
+    async def list_firmware(self, product_key: str | None = None) -> list[Firmware]:
+        """Every firmware of a product (of the account without one), all pages of 100."""
+        size = protocol.FIRMWARE_PAGE_SIZE
+        return await self._listing(
+            Action.LIST_FIRMWARE,
+            lambda page: protocol.firmware_list_params(product_key, page, size),
+            job_listings.firmware_listing(product_key, size),
+            _Subject(product_key=product_key),
+        )
+
+    async def list_jobs_by_firmware(self, firmware: Firmware) -> list[Job]:
+        """Every job of a firmware, of any status (all pages of 200)."""
+        size, firmware_id = protocol.FIRMWARE_JOB_PAGE_SIZE, firmware.firmware_id
+        return await self._listing(
+            Action.LIST_JOBS_BY_FIRMWARE,
+            lambda page: protocol.firmware_jobs_params(firmware_id, page, size),
+            job_listings.firmware_job_listing(firmware, size),
+            _Subject(product_key=firmware.product_key, firmware_id=firmware_id),
+        )
+
+    async def list_job_tasks(
+        self,
+        job: Job,
+        status: str | None,
+        *,
+        module_name: str | None = None,
+        device_names: Sequence[str] = (),
+    ) -> list[Task]:
+        """A job's tasks in one status (every status: None), all pages of 100.
+
+        Raises `responses.WindowExceeded` when the listing holds more than the 100,000 tasks
+        its window shows (name at most 50 `device_names` to narrow it).
+        """
+        size = protocol.TASK_PAGE_SIZE
+        subject = _Subject(job.product_key, None, job.firmware_id, job.job_id)
+        return await self._listing(
+            Action.LIST_TASKS_BY_JOB,
+            lambda page: protocol.job_tasks_params(job.job_id, status, page, size, device_names),
+            job_listings.job_task_listing(job, module_name, status, size, protocol.TASK_WINDOW),
+            subject,
+        )
+
+    async def list_job_tasks_of_devices(
+        self, job: Job, status: str | None, device_names: Sequence[str], module_name: str | None
+    ) -> list[Task]:
+        """A job's tasks of these devices: one listing per 50 names (DeviceNames.N)."""
+        names = list(dict.fromkeys(device_names))
+        step = protocol.MAX_TASK_DEVICE_NAMES
+        tasks: list[Task] = []
+        for start in range(0, len(names), step):
+            batch = names[start : start + step]
+            tasks += await self.list_job_tasks(
+                job, status, module_name=module_name, device_names=batch
+            )
+        return tasks
 
     # --- paging, retries, pacing ----------------------------------------------------------
 

@@ -30,6 +30,15 @@ DEFAULT_QUOTAS: Mapping[str, float] = {
 # The largest page each listing action accepts.
 MODULE_PAGE_SIZE: Final = 200
 JOB_PAGE_SIZE: Final = 100
+# The sweep's listings (SWEEP.md): firmware 100 a page, a firmware's jobs 200, a job's tasks 100.
+FIRMWARE_PAGE_SIZE: Final = 100
+FIRMWARE_JOB_PAGE_SIZE: Final = 200
+TASK_PAGE_SIZE: Final = 100
+# ListOTATaskByJob: CurrentPage x PageSize may not pass this, so one (job, status) listing
+# shows at most this many tasks; beyond it, name the devices or ask per device.
+TASK_WINDOW: Final = 100_000
+# DeviceNames.N per ListOTATaskByJob call (Alibaba's limit; the platform's page gives none).
+MAX_TASK_DEVICE_NAMES: Final = 50
 # CancelOTATaskByDevice takes at most this many device names per call.
 MAX_CANCEL_DEVICES: Final = 200
 # The statuses CancelOTATaskByDevice cancels ("pending confirmation, pending push, or pushed"
@@ -142,6 +151,38 @@ def jobs_params(
         "CurrentPage": str(page),
         "PageSize": str(page_size),
     }
+
+
+def firmware_list_params(product_key: str | None, page: int, page_size: int) -> dict[str, str]:
+    """ListOTAFirmware parameters for one page (every firmware of the account without a key)."""
+    params = {"CurrentPage": str(page), "PageSize": str(page_size)}
+    if product_key is not None:
+        params["ProductKey"] = product_key
+    return params
+
+
+def firmware_jobs_params(firmware_id: str, page: int, page_size: int) -> dict[str, str]:
+    """ListOTAJobByFirmware parameters for one page."""
+    return {"FirmwareId": firmware_id, "CurrentPage": str(page), "PageSize": str(page_size)}
+
+
+def job_tasks_params(
+    job_id: str,
+    status: str | None,
+    page: int,
+    page_size: int,
+    device_names: Sequence[str] = (),
+) -> dict[str, str]:
+    """ListOTATaskByJob parameters for one page: one status (None: all), some devices."""
+    if page * page_size > TASK_WINDOW:
+        raise ValueError(f"CurrentPage x PageSize may not pass {TASK_WINDOW}")
+    if len(device_names) > MAX_TASK_DEVICE_NAMES:
+        raise ValueError(f"at most {MAX_TASK_DEVICE_NAMES} device names per call")
+    params = {"JobId": job_id, "CurrentPage": str(page), "PageSize": str(page_size)}
+    if status is not None:
+        params["TaskStatus"] = status
+    params.update(flatten_list("DeviceNames", device_names))
+    return params
 
 
 def cancel_params(

@@ -33,6 +33,19 @@ T = TypeVar("T")
 Item = Mapping[str, Any]
 
 
+class WindowExceeded(Exception):
+    """A ListOTATaskByJob listing holds more tasks than its 100,000-row window can show.
+
+    Not an error of the platform and not retried: the caller covers those devices another
+    way (SWEEP.md). `total` is what the first page promised.
+    """
+
+    def __init__(self, total: int, window: int) -> None:
+        super().__init__(f"{total} tasks, more than the {window}-row window")
+        self.total = total
+        self.window = window
+
+
 def malformed(problem: str, request_id: str | None = None) -> TransientError:
     """The error for an answer that does not prove what it claims (retried, then a row)."""
     return TransientError(MALFORMED, problem, request_id=request_id)
@@ -147,9 +160,12 @@ def request_id_of(envelope: Mapping[str, Any]) -> str:
 
 
 def list_items(envelope: Mapping[str, Any], list_name: str) -> list[Item]:
-    """`Data.<list_name>[]` in either casing; missing or empty Data or list: no items."""
+    """`Data.<list_name>[]` in either casing (`Outer.<name>` for a list under another
+    object); a missing or empty Data or list: no items."""
     request_id = request_id_of(envelope)
-    data = field(envelope, "Data")
+    outer, _, inner = list_name.rpartition(".")
+    list_name = inner
+    data = field(envelope, outer or "Data")
     if data is None or data == "":
         return []
     if isinstance(data, list):
@@ -159,7 +175,7 @@ def list_items(envelope: Mapping[str, Any], list_name: str) -> list[Item]:
         if listed is None:
             return []
     else:
-        raise malformed(f"Data is a {type(data).__name__}, not an object", request_id)
+        raise malformed(f"{outer or 'Data'} is a {type(data).__name__}, not an object", request_id)
     if not isinstance(listed, list):
         raise malformed(f"{list_name} is a {type(listed).__name__}, not a list", request_id)
     for index, item in enumerate(listed, start=1):
@@ -317,8 +333,12 @@ class Listing(Generic[T]):
         page_size: int,
         what: str,
         parse: Callable[[Item, str], tuple[str, T]],
+        *,
+        window: int | None = None,
     ) -> None:
         self.page = 1
+        self.total: int | None = None  # what the first page promised, once read
+        self._window = window
         self.items: list[T] = []
         self._list_name = list_name
         self._page_size = page_size
@@ -342,6 +362,8 @@ class Listing(Generic[T]):
             raise malformed(f"page {page} has {len(raw)} items, more than the {size} asked for")
         if raw and total is None and page_count is None:
             raise malformed(f"page {page} has neither Total nor PageCount")
+        if self._window is not None and total is not None and total > self._window:
+            raise WindowExceeded(total, self._window)
         if (page_count or 0) > MAX_PAGES or (total or 0) > MAX_PAGES * size:
             raise malformed(f"page {page} promises more than {MAX_PAGES} pages")
         if self._promise is not None and (total, page_count) != self._promise:
@@ -372,6 +394,7 @@ class Listing(Generic[T]):
         self._keys.update(page.keys)
         self._promise = page.promise
         total, page_count = page.promise
+        self.total = total
         more = bool(page.items)
         if page_count is not None and self.page >= page_count:
             more = False

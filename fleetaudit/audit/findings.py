@@ -22,7 +22,7 @@ from fleetaudit.models import (
     job_key,
 )
 from fleetaudit.policy import Policy, Target
-from fleetaudit.terms import UNFINISHED_STATUSES, FindingType, Severity
+from fleetaudit.terms import UNFINISHED_STATUSES, FindingType, Severity, TaskStatus
 
 DEFAULT_MODULE = "default"
 _ENDED_JOB_STATUSES = frozenset({"COMPLETED", "CANCELED"})
@@ -87,12 +87,14 @@ def device_findings(
     jobs: Mapping[tuple[str, str], Job],
     policy: Policy,
     now_ms: int,
+    modules_listed: bool = True,
 ) -> list[Finding]:
     """Every finding for one device whose module versions were listed successfully.
 
     `jobs` is keyed by (firmware_id, job_id). Call this only when the module listing
     worked: an empty `modules` means the device reports no module, and every target of its
-    product then counts as `module_missing`.
+    product then counts as `module_missing`. A tasks-only audit (`modules_listed=False`)
+    gets the task rules that need no module versions.
     """
     known_ids = (device.iot_id, *(m.iot_id for m in modules), *(t.iot_id for t in tasks))
     view = _View(
@@ -105,7 +107,8 @@ def device_findings(
         policy=policy,
         now_ms=now_ms,
     )
-    return [finding for rule in _RULES for finding in rule(view)]
+    rules = _RULES if modules_listed else _TASK_ONLY_RULES
+    return [finding for rule in rules for finding in rule(view)]
 
 
 def device_not_found_finding(device: Device) -> Finding:
@@ -254,8 +257,30 @@ def _stalled_task(view: _View) -> Iterator[Finding]:
             FindingType.STALLED_TASK,
             Severity.WARNING,
             f"Task {task.task_id} has been {task.task_status} for {format_duration(age)} "
-            f"(limit {format_duration(limit, parts=4)}).",
+            f"(limit {format_duration(limit, parts=4)}).{task_context(task, age)}",
         )
+
+
+def task_context(task: Task, age_seconds: int) -> str:
+    """What the job's listing adds to a task finding: progress, timeout, the platform's words.
+
+    The platform's upgrade timeout starts at the first progress report (NOTES.md), so only
+    an IN_PROGRESS task can be past it; one far past it is stuck, not slow.
+    """
+    said = ""
+    if task.task_status == TaskStatus.IN_PROGRESS and task.progress is not None:
+        said += f" It is at {task.progress}%"
+        timeout = task.job_timeout_minutes
+        if timeout:
+            times = age_seconds / (timeout * 60)
+            if times >= 2:
+                said += f", {times:.0f} times its job's {format_duration(timeout * 60)} timeout"
+            elif times > 1:
+                said += f", past its job's {format_duration(timeout * 60)} timeout"
+        said += "."
+    if task.task_desc:
+        said += f" The platform says: {task.task_desc}"
+    return said
 
 
 def _task_src_mismatch(view: _View) -> Iterator[Finding]:
@@ -357,6 +382,13 @@ _RULES: tuple[Callable[[_View], Iterable[Finding]], ...] = (
     _stalled_task,
     _task_src_mismatch,
     _task_already_applied,
+    _orphan_task,
+    _firmware_unverified,
+    _duplicate_tasks,
+)
+# Without module versions: the rules that look only at tasks, firmware and jobs.
+_TASK_ONLY_RULES: tuple[Callable[[_View], Iterable[Finding]], ...] = (
+    _stalled_task,
     _orphan_task,
     _firmware_unverified,
     _duplicate_tasks,

@@ -20,6 +20,7 @@ from fleetaudit.models import (
     Job,
     ModuleVersion,
     Task,
+    TaskDisagreement,
 )
 from fleetaudit.policy import Policy
 from fleetaudit.terms import Action, AuditStatus, Table
@@ -38,6 +39,7 @@ class DeviceRows:
     errors: Sequence[CallFailure]
     firmware: Sequence[Firmware] = ()
     jobs: Sequence[Job] = ()
+    task_disagreements: Sequence[TaskDisagreement] = ()
 
     def by_table(self) -> dict[Table, Sequence[object]]:
         """The non-empty tables and their rows, in the order of the report's tables."""
@@ -49,6 +51,7 @@ class DeviceRows:
             Table.JOBS: self.jobs,
             Table.FINDINGS: self.findings,
             Table.ERRORS: self.errors,
+            Table.TASK_DISAGREEMENTS: self.task_disagreements,
         }
         return {table: rows for table, rows in tables.items() if rows}
 
@@ -68,6 +71,19 @@ def device_rows(
     findings: list[Finding] = []
     if result.audit.audit_status == AuditStatus.NOT_FOUND:
         findings.append(device_not_found_finding(result.device))
+    elif result.audit.module_count is None:
+        # A tasks-only audit: the rules that need no module versions.
+        findings = device_findings(
+            result.device,
+            (),
+            result.tasks,
+            expected=expected,
+            firmware=result.firmware,
+            jobs=result.jobs,
+            policy=policy,
+            now_ms=now_ms,
+            modules_listed=False,
+        )
     elif _modules_listed(result):
         # Without its module list a device would look as if it lacked every targeted
         # module; its devices and errors rows already say it could not be audited.
@@ -89,6 +105,7 @@ def device_rows(
         errors=[*result.failures, *result.lookup_failures],
         firmware=result.new_firmware,
         jobs=result.new_jobs,
+        task_disagreements=result.disagreements,
     )
 
 

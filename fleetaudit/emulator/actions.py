@@ -1,4 +1,4 @@
-"""The five OTA actions over a `Fleet`: parameter checks, business errors, response bodies.
+"""The OTA actions over a `Fleet`: parameter checks, business errors, response bodies.
 
 Pure (no I/O): parameters in, a lowerCamel response body out (the app re-cases it). A
 missing action parameter raises `GatewayError` (HTTP 400 `Missing<Param>`); a business
@@ -7,9 +7,10 @@ error is an HTTP 200 body with `success: false`.
 
 from __future__ import annotations
 
+import dataclasses
 import time
-from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
 from typing import Any
 
 from fleetaudit.emulator import facts
@@ -43,6 +44,10 @@ class Context:
     cancellable: frozenset[str]
     now_ms: int
     cancelled: int = 0
+    # task id -> the status ListOTATaskByJob shows instead (None: it leaves the task out),
+    # so tests can plant a disagreement between the two listings.
+    job_listing_skew: Mapping[str, str | None] = field(default_factory=dict)
+    task_window: int = facts.TASK_WINDOW
 
 
 def format_time(ms: int) -> str:
@@ -87,7 +92,7 @@ def _page(params: Mapping[str, str], max_size: int) -> tuple[int, int]:
     return page, size
 
 
-def _paged(items: list[dict[str, Any]], page: int, size: int, list_name: str) -> dict[str, Any]:
+def _paged(items: Sequence[Any], page: int, size: int, list_name: str) -> dict[str, Any]:
     total = len(items)
     start = (page - 1) * size
     return {
@@ -274,10 +279,117 @@ def cancel_tasks(context: Context, params: Mapping[str, str]) -> dict[str, Any]:
     return {}
 
 
+def list_firmware(context: Context, params: Mapping[str, str]) -> dict[str, Any]:
+    """ListOTAFirmware: a product's firmware (every product's without one), paged (<= 100)."""
+    page, size = _page(params, facts.FIRMWARE_PAGE_SIZE)
+    product_key = params.get("ProductKey") or None
+    if product_key is not None:
+        _product(context.fleet, product_key)
+    dest = params.get("DestVersion")
+    listed = [
+        f for f in context.fleet.product_firmware(product_key) if not dest or f.dest_version == dest
+    ]
+    body = _paged([_simple_firmware(f) for f in listed], page, size, "simpleFirmwareInfo")
+    # The list sits under FirmwareInfo, not Data (SWEEP.md).
+    body["firmwareInfo"] = body.pop("data")
+    return body
+
+
+def _simple_firmware(fw: FleetFirmware) -> dict[str, Any]:
+    return {
+        "destVersion": fw.dest_version,
+        "firmwareDesc": fw.firmware_desc,
+        "firmwareId": fw.firmware_id,
+        "firmwareName": fw.firmware_name,
+        "firmwareSign": fw.firmware_sign,
+        "firmwareSize": fw.firmware_size,
+        "moduleName": fw.module_name,
+        "productKey": fw.product_key,
+        "productName": fw.product_name,
+        "signMethod": fw.sign_method,
+        "srcVersion": fw.src_version,
+        "status": fw.status,
+        "type": fw.type,
+        "utcCreate": format_time(fw.utc_create_ms),
+        "utcModified": format_time(fw.utc_modified_ms),
+    }
+
+
+def list_jobs_by_firmware(context: Context, params: Mapping[str, str]) -> dict[str, Any]:
+    """ListOTAJobByFirmware: every job of a firmware, of any status, paged (<= 200)."""
+    firmware_id = _require(params, "FirmwareId")
+    page, size = _page(params, facts.FIRMWARE_JOB_PAGE_SIZE)
+    _firmware(context.fleet, firmware_id)
+    jobs = context.fleet.jobs(firmware_id)
+    return _paged([_job_item(j) for j in jobs], page, size, "simpleOTAJobInfo")
+
+
+def list_tasks_by_job(context: Context, params: Mapping[str, str]) -> dict[str, Any]:
+    """ListOTATaskByJob: a job's tasks (one status, some devices), paged (<= 100), at most
+    `task_window` rows deep; the same tasks in the same state as the per-device listing."""
+    job_id = _require(params, "JobId")
+    page, size = _page({"CurrentPage": "1", "PageSize": "10", **params}, facts.TASK_PAGE_SIZE)
+    if page * size > context.task_window:
+        raise BusinessError(
+            "iot.common.InvalidPageParams",
+            f"CurrentPage x PageSize may not exceed {context.task_window}.",
+        )
+    status = params.get("TaskStatus") or None
+    if status is not None and status not in (*facts.UNFINISHED_STATUSES, *facts.TERMINAL_STATUSES):
+        raise BusinessError("iot.system.IllegalRequest", "Unknown task status.")
+    names = set(_numbered(params, "DeviceNames"))
+    if len(names) > facts.MAX_TASK_DEVICE_NAMES:
+        message = f"At most {facts.MAX_TASK_DEVICE_NAMES} DeviceNames.N per call."
+        raise BusinessError("iot.system.IllegalRequest", message)
+    job = context.fleet.job(job_id)
+    if job is None:
+        raise BusinessError("iot.ota.NotExistedJob", "The job does not exist.")
+    tasks = []
+    for task in context.fleet.job_tasks(job):
+        if task.task_id in context.job_listing_skew:
+            skewed = context.job_listing_skew[task.task_id]
+            if skewed is None:
+                continue
+            task = dataclasses.replace(task, status=skewed)
+        if (status is None or task.status == status) and (not names or task.device_name in names):
+            tasks.append(task)
+    tasks.sort(key=lambda t: (t.utc_create_ms, t.task_id))
+    # Only the page's items are built: a job can hold a hundred thousand tasks.
+    body = _paged(tasks, page, size, "simpleOTATaskInfo")
+    shown = body["data"]["simpleOTATaskInfo"]
+    body["data"]["simpleOTATaskInfo"] = [_job_task_item(t, context.fleet, job) for t in shown]
+    return body
+
+
+def _job_task_item(task: FleetTask, fleet: Fleet, job: FleetJob) -> dict[str, Any]:
+    """A SimpleOTATaskInfo by job: no module name; progress, description and timeout."""
+    device = fleet.device(task.product_key, task.device_name)
+    return {
+        "destVersion": task.dest_version,
+        "deviceName": task.device_name,
+        "firmwareId": task.firmware_id,
+        "iotId": device.iot_id if device is not None else "",
+        "jobId": task.job_id,
+        "productKey": task.product_key,
+        "productName": task.product_name,
+        "progress": str(task.progress),
+        "srcVersion": task.src_version,
+        "taskDesc": task.task_desc,
+        "taskId": task.task_id,
+        "taskStatus": task.status,
+        "timeout": "" if job.timeout_minutes is None else str(job.timeout_minutes),
+        "utcCreate": format_time(task.utc_create_ms),
+        "utcModified": format_time(task.utc_modified_ms),
+    }
+
+
 HANDLERS: Mapping[str, Callable[[Context, Mapping[str, str]], dict[str, Any]]] = {
     facts.LIST_MODULE_VERSIONS: list_module_versions,
     facts.LIST_UNFINISHED_TASKS: list_unfinished_tasks,
     facts.QUERY_FIRMWARE: query_firmware,
     facts.LIST_JOBS: list_jobs_by_device,
     facts.CANCEL_TASKS: cancel_tasks,
+    facts.LIST_FIRMWARE: list_firmware,
+    facts.LIST_JOBS_BY_FIRMWARE: list_jobs_by_firmware,
+    facts.LIST_TASKS_BY_JOB: list_tasks_by_job,
 }

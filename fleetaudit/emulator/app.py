@@ -1,4 +1,4 @@
-"""The emulator's HTTP app: the gateway checks, quotas, faults and the five OTA actions.
+"""The emulator's HTTP app: the gateway checks, quotas, faults and the OTA actions.
 
 `create_app(fleet, credentials=...)` returns an `aiohttp.web.Application` serving `/` (GET
 and POST, parameters in the query string and/or a form body) exactly as NOTES.md says. The
@@ -12,7 +12,9 @@ common or action parameter is a gateway 400 `Missing<Param>` (neither `IotId` no
 `ProductKey`+`DeviceName`: `MissingIotId`); a bad `Version` is 400 `InvalidVersion`, a bad
 `Format` 400 `InvalidParameter.Format`, a bad signature method or version 400
 `InvalidSignatureMethod` / `InvalidSignatureVersion`, an unparsable timestamp 400
-`InvalidTimeStamp.Format`; an unknown firmware is business `iot.ota.NotExistedFirmware`;
+`InvalidTimeStamp.Format`; an unknown firmware is business `iot.ota.NotExistedFirmware`,
+an unknown job `iot.ota.NotExistedJob`; a task page past the window
+`iot.common.InvalidPageParams`;
 a bad task status, a repeated `DeviceName.N` or more than 200 of them are business
 `iot.system.IllegalRequest`. Cancelling for unknown devices or tasks is a no-op success.
 An emulator given an `iot_instance_id` answers every call that lacks it or names another
@@ -127,16 +129,17 @@ def create_app(
     cancellable: frozenset[str] = DEFAULT_CANCELLABLE,
     clock: Callable[[], float] = time.time,
     iot_instance_id: str | None = None,
+    task_window: int = facts.TASK_WINDOW,
     accounts: Mapping[str, str] | None = None,
 ) -> web.Application:
     """An emulator of the OTA API over `fleet`; `credentials` maps key id -> secret.
 
-    `accounts` maps key ids (RAM users) to the account whose quota they share; a key id
-    not in it is an account of its own.
-
     `quotas` overrides the per-action rate (calls/s; <= 0 or inf: unlimited; defaults
     QueryOTAFirmware 20, the rest 10); throttled calls get HTTP `throttle_status`.
+    `accounts` maps key ids (RAM users) to the account whose quota they share; a key id
+    not in it is an account of its own.
     `iot_instance_id`: the instance's id, then required as `IotInstanceId` on every call.
+    `task_window`: how deep ListOTATaskByJob pages (CurrentPage x PageSize) may go.
     """
     emulator = _Emulator(
         fleet,
@@ -148,6 +151,7 @@ def create_app(
         cancellable,
         clock,
         iot_instance_id,
+        task_window,
     )
     app = web.Application()
     app[STATS_KEY] = emulator.stats
@@ -171,7 +175,9 @@ class _Emulator:
         cancellable: frozenset[str],
         clock: Callable[[], float],
         iot_instance_id: str | None = None,
+        task_window: int = facts.TASK_WINDOW,
     ) -> None:
+        self.task_window = task_window
         self.fleet = fleet
         self.credentials = credentials
         self.faults = faults
@@ -315,13 +321,25 @@ class _Emulator:
             return actions.business_error(
                 request_id, "iot.system.InstanceNotFound", "The instance ID does not exist."
             )
+        listing = self.faults.failing_listings
+        if listing and action in (facts.LIST_JOBS_BY_FIRMWARE, facts.LIST_TASKS_BY_JOB):
+            code = listing.get(params.get("JobId") or params.get("FirmwareId") or "")
+            if code is not None:
+                self.stats.served[action] += 1
+                return actions.business_error(request_id, code, "Injected failure for this id.")
         failing = self.faults.failing_devices
         if failing:
             code = _failing_code(self.fleet, failing, params)
             if code is not None:
                 self.stats.served[action] += 1
                 return actions.business_error(request_id, code, "Injected failure for this device.")
-        context = actions.Context(self.fleet, self.cancellable, int(self.clock() * 1000))
+        context = actions.Context(
+            self.fleet,
+            self.cancellable,
+            int(self.clock() * 1000),
+            job_listing_skew=self.faults.job_listing_skew,
+            task_window=self.task_window,
+        )
         body = actions.run(action, context, request_id, params)
         self.stats.served[action] += 1
         if action == facts.CANCEL_TASKS:

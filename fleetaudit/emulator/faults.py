@@ -31,7 +31,11 @@ class FaultPlan:
     - `truncated_rate`: HTTP 200 with the real JSON body cut in half;
     - `system_error_rate`: HTTP 200, `Success: false`, `iot.system.SystemException`;
     - `latency`: seconds added to every response, fixed or uniform in (min, max);
-    - `failing_devices`: device name -> business error code returned for it, always.
+    - `failing_devices`: device name -> business error code returned for it, always;
+    - `failing_listings`: firmware or job id -> business error code that the sweep's
+      listings (ListOTAJobByFirmware, ListOTATaskByJob) return for it, always;
+    - `job_listing_skew`: task id -> the status ListOTATaskByJob shows instead of the
+      real one (None: it leaves the task out): a planted disagreement between the listings.
     """
 
     seed: int = 0
@@ -43,6 +47,8 @@ class FaultPlan:
     system_error_rate: float = 0.0
     latency: float | tuple[float, float] = 0.0
     failing_devices: Mapping[str, str] = field(default_factory=dict)
+    failing_listings: Mapping[str, str] = field(default_factory=dict)
+    job_listing_skew: Mapping[str, str | None] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         rates = (

@@ -40,6 +40,8 @@ class FleetTask:
     utc_create_ms: int
     utc_modified_ms: int
     product_name: str = ""
+    progress: int = 0  # percent; only ListOTATaskByJob shows it
+    task_desc: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -79,6 +81,7 @@ class FleetJob:
     selection_type: str
     utc_create_ms: int
     utc_modified_ms: int
+    timeout_minutes: int | None = None  # the upgrade timeout; None: the job has none
 
 
 class Fleet(ABC):
@@ -113,12 +116,36 @@ class Fleet(ABC):
         """Every job of one firmware."""
 
     @abstractmethod
+    def product_firmware(self, product_key: str | None) -> list[FleetFirmware]:
+        """Every firmware of a product (of every product when None), in a stable order."""
+
+    @abstractmethod
+    def job(self, job_id: str) -> FleetJob | None:
+        """The job with this id, if it exists."""
+
+    @abstractmethod
+    def _base_job_tasks(self, job: FleetJob) -> list[FleetTask]:
+        """The job's tasks in every status before any cancel."""
+
+    @abstractmethod
     def iter_device_list(self) -> Iterator[tuple[str, str, str]]:
         """Rows (product_key, device_name, iot_id) of the device list an audit reads."""
 
     def tasks(self, device: FleetDevice) -> list[FleetTask]:
         """The device's tasks in every status, cancels applied."""
         base = self._base_tasks(device)
+        if not self._overlay:
+            return base
+        return [self._with_overlay(task) for task in base]
+
+    def jobs(self, firmware_id: str) -> list[FleetJob]:
+        """Every job of one firmware, of any status."""
+        return self._jobs(firmware_id)
+
+    def job_tasks(self, job: FleetJob) -> list[FleetTask]:
+        """The job's tasks in every status, cancels applied: the same tasks, in the same
+        state, as the per-device listing shows at this moment."""
+        base = self._base_job_tasks(job)
         if not self._overlay:
             return base
         return [self._with_overlay(task) for task in base]
@@ -182,8 +209,14 @@ class StaticFleet(Fleet):
         self._firmware = {f.firmware_id: f for f in firmware}
         self._products.update(f.product_key for f in self._firmware.values())
         self._job_list: dict[str, list[FleetJob]] = {}
+        self._job_by_id: dict[str, FleetJob] = {}
         for job in jobs:
             self._job_list.setdefault(job.firmware_id, []).append(job)
+            self._job_by_id[job.job_id] = job
+        self._tasks_by_job: dict[str, list[FleetTask]] = {}
+        for listed in self._tasks.values():
+            for task in listed:
+                self._tasks_by_job.setdefault(task.job_id, []).append(task)
         # Rows listed for auditing that the platform does not know.
         self._missing = list(missing_devices)
 
@@ -204,6 +237,15 @@ class StaticFleet(Fleet):
 
     def _jobs(self, firmware_id: str) -> list[FleetJob]:
         return self._job_list.get(firmware_id, [])
+
+    def product_firmware(self, product_key: str | None) -> list[FleetFirmware]:
+        return [f for f in self._firmware.values() if product_key in (None, f.product_key)]
+
+    def job(self, job_id: str) -> FleetJob | None:
+        return self._job_by_id.get(job_id)
+
+    def _base_job_tasks(self, job: FleetJob) -> list[FleetTask]:
+        return self._tasks_by_job.get(job.job_id, [])
 
     def iter_device_list(self) -> Iterator[tuple[str, str, str]]:
         for d in self._devices.values():

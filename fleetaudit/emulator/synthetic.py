@@ -17,10 +17,16 @@ What the fleet contains, so audits have something to find:
   dest_version the device already runs, about 1% with a duplicate task, and terminal
   tasks besides;
 - about 1% of the listed devices that do not exist on the platform.
+
+A job's tasks (ListOTATaskByJob) come from the same derivation: the first such listing scans
+the indices once and keeps, per job, the indices of the devices with a task in it (4 bytes
+per task, nothing per device without one); every listing then derives those devices' tasks
+again, so a cancel shows in both listings at once.
 """
 
 from __future__ import annotations
 
+from array import array
 from collections.abc import Iterator
 from functools import lru_cache
 
@@ -54,6 +60,9 @@ _MINUTE_MS = 60_000
 _AGES_MS = (5, 45, 6 * 60, 2 * 1440, 9 * 1440, 25 * 1440)  # in minutes, scaled below
 _MAJORITY = 3  # index in the version ladder most devices run
 _BIG_MODULE_COUNT = 250
+_TASK_DESCS = {"FAILED": "The device reported a failed upgrade.", "CANCELED": "Cancelled."}
+_TIMEOUTS_MIN = (None, 60, 1440)  # a job's upgrade timeout, by job
+_JOB_ID_LEN = 17  # "1836" + firmware id (6) + job ordinal (3) + "4077"
 
 
 def _mix(*parts: int) -> int:
@@ -91,6 +100,18 @@ def version_ladder(product: int, module: int) -> tuple[str, ...]:
     return (f"{major}.8.0", f"{major}.9.1", f"{major}.10.0", f"{major}.10.2", f"{major}.11.0")
 
 
+def _task_module(h: int, module_count: int) -> int:
+    """Which module a device's tasks upgrade: mostly `default`."""
+    return 0 if (h >> 10) % 10 < 6 else (h >> 14) % module_count
+
+
+def _unfinished_dest(rung: int, h: int) -> int:
+    """The ladder rung an unfinished task upgrades to."""
+    if (h >> 20) % 15 == 1 and rung > 0:
+        return rung  # already applied: the device runs the target version
+    return _MAJORITY if rung < _MAJORITY else 4
+
+
 def firmware_id(product: int, module: int, dest: int, delta: int) -> str:
     """The id of the firmware upgrading (product, module) to ladder[dest]; delta is 0 or 1."""
     return str(100_000 + product * 1000 + module * 100 + dest * 10 + delta)
@@ -112,6 +133,7 @@ class SyntheticFleet(Fleet):
         self._product_index = {pk: p for p, pk in enumerate(self.product_keys)}
         # Devices are usually asked about several times in a row (modules, tasks, jobs).
         self._state = lru_cache(maxsize=4096)(self._derive)
+        self._job_devices: dict[str, array[int]] | None = None
 
     # -- identity -------------------------------------------------------------------------
 
@@ -172,6 +194,62 @@ class SyntheticFleet(Fleet):
         parts = self._firmware_parts(firmware_id)
         return None if parts is None else self._make_firmware(*parts)
 
+    def product_firmware(self, product_key: str | None) -> list[FleetFirmware]:
+        products = range(len(_PRODUCTS))
+        if product_key is not None:
+            p = self._product_index.get(product_key)
+            products = range(0) if p is None else range(p, p + 1)
+        return [
+            self._make_firmware(p, m, dest, delta)
+            for p in products
+            for m in range(len(_PRODUCTS[p][1]))
+            for dest in range(1, 5)
+            for delta in (0, 1)
+        ]
+
+    def job(self, job_id: str) -> FleetJob | None:
+        if len(job_id) != _JOB_ID_LEN or not job_id.startswith("1836"):
+            return None
+        firmware_id = job_id[4:10]
+        return next((j for j in self._jobs(firmware_id) if j.job_id == job_id), None)
+
+    def _base_job_tasks(self, job: FleetJob) -> list[FleetTask]:
+        if self._job_devices is None:
+            self._job_devices = self._index_jobs()
+        tasks: list[FleetTask] = []
+        for index in self._job_devices.get(job.job_id, ()):
+            state = self._state(index)
+            if state is not None:
+                tasks.extend(t for t in state[1] if t.job_id == job.job_id)
+        return tasks
+
+    def _index_jobs(self) -> dict[str, array[int]]:
+        """Job id -> the indices of the devices with a task in it, from one scan."""
+        index: dict[str, array[int]] = {}
+        for i in range(self.size):
+            h = _mix(self.seed, i, 5)
+            # The cheap test first: most devices have no task, and most exist.
+            if h % 1000 >= 250 or not self.exists(i):
+                continue
+            for job_id in self._task_job_ids(i, self._product_of(i), h):
+                index.setdefault(job_id, array("I")).append(i)
+        return index
+
+    def _task_job_ids(self, index: int, p: int, h: int) -> set[str]:
+        """The jobs of the device's tasks without building them (the index's scan is 1M
+        devices long): `_derive_tasks` branch by branch, through the same helpers."""
+        r = h % 1000
+        m = _task_module(h, len(_PRODUCTS[p][1]))
+        rung = self._rung(index, m)
+        jobs = set()
+        if r < 132:
+            jobs.add(self._job_id(firmware_id(p, m, _unfinished_dest(rung, h), 0), 1))
+            if r >= 120:
+                jobs.add(self._job_id(firmware_id(p, m, _unfinished_dest(rung, h >> 7), 0), 0))
+        if r < 30 or 132 <= r < 250:
+            jobs.add(self._job_id(firmware_id(p, m, max(rung, 1), 0), 1))
+        return jobs
+
     def iter_device_list(self) -> Iterator[tuple[str, str, str]]:
         for index in range(self.size):
             pk = self.product_keys[self._product_of(index)]
@@ -205,6 +283,7 @@ class SyntheticFleet(Fleet):
                     selection_type=("STATIC", "DYNAMIC")[j],
                     utc_create_ms=created,
                     utc_modified_ms=created + 60_000,
+                    timeout_minutes=_TIMEOUTS_MIN[(ordinal + j) % 3],
                 )
             )
         return jobs
@@ -246,7 +325,7 @@ class SyntheticFleet(Fleet):
         h = _mix(self.seed, index, 5)
         r = h % 1000
         tasks: list[FleetTask] = []
-        m = 0 if (h >> 10) % 10 < 6 else (h >> 14) % len(rungs)
+        m = _task_module(h, len(rungs))
         if r < 132:
             tasks.append(self._unfinished_task(index, p, m, rungs[m], h, slot=0, job=1))
             if r >= 120:  # a duplicate: same module and firmware, another job
@@ -259,9 +338,7 @@ class SyntheticFleet(Fleet):
         self, index: int, p: int, m: int, rung: int, h: int, *, slot: int, job: int
     ) -> FleetTask:
         ladder = version_ladder(p, m)
-        dest = _MAJORITY if rung < _MAJORITY else 4
-        if (h >> 20) % 15 == 1 and rung > 0:
-            dest = rung  # already applied: the device runs the target version
+        dest = _unfinished_dest(rung, h)
         src = ladder[rung]
         if (h >> 24) % 10 == 0:
             src = ladder[(rung + 2) % 5]  # the platform thinks the device runs another version
@@ -292,6 +369,11 @@ class SyntheticFleet(Fleet):
         job_id = self._job_id(fid, job)
         created = self.now_ms - age_ms
         modified = created if status == "CONFIRM" else created + age_ms // 3
+        progress = 0
+        if status == "IN_PROGRESS":
+            progress = _mix(self.seed, index, slot, 9) % 100
+        elif status == "SUCCEEDED":
+            progress = 100
         return FleetTask(
             task_id=f"{job_id[:10]}{index:09d}{slot}",
             job_id=job_id,
@@ -305,6 +387,8 @@ class SyntheticFleet(Fleet):
             utc_create_ms=created,
             utc_modified_ms=modified,
             product_name=_PRODUCTS[p][0],
+            progress=progress,
+            task_desc=_TASK_DESCS.get(status, ""),
         )
 
     @staticmethod

@@ -14,7 +14,7 @@ import pyarrow as pa
 
 from fleetaudit.terms import Table
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 
 _STR = pa.string()
 _I32 = pa.int32()
@@ -37,6 +37,7 @@ DEVICES = _schema(
     ("module_count", _I32),
     ("unfinished_task_count", _I32),
     ("error_code", _STR),
+    ("tasks_source", _STR),  # "device" | "job" | "both"; null: its tasks were not read
 )
 
 MODULE_VERSIONS = _schema(
@@ -62,6 +63,10 @@ TASKS = _schema(
     ("utc_create", _TS),
     ("utc_modified", _TS),
     ("age_seconds", _I64),
+    # From ListOTATaskByJob only (null from the per-device listing).
+    ("progress", _I32),
+    ("task_desc", _STR),
+    ("job_timeout_minutes", _I32),
 )
 
 FIRMWARE = _schema(
@@ -124,6 +129,18 @@ ERRORS = _schema(
     ("request_id", _STR),
 )
 
+TASK_DISAGREEMENTS = _schema(
+    ("kind", _STR),  # "only_by_device" | "only_by_job" | "status_differs"
+    ("product_key", _STR),
+    ("device_name", _STR),
+    ("task_id", _STR),
+    ("job_id", _STR),
+    ("firmware_id", _STR),
+    ("module_name", _STR),
+    ("status_by_device", _STR),
+    ("status_by_job", _STR),
+)
+
 CANCEL_PLAN = _schema(
     ("product_key", _STR),
     ("device_name", _STR),
@@ -153,7 +170,7 @@ REMEDIATION = _schema(
     ("request_id", _STR),
 )
 
-# The seven tables of every complete run, in the contract's order.
+# The eight tables of every complete run, in the contract's order.
 TABLES: Mapping[str, pa.Schema] = {
     Table.DEVICES: DEVICES,
     Table.MODULE_VERSIONS: MODULE_VERSIONS,
@@ -162,6 +179,7 @@ TABLES: Mapping[str, pa.Schema] = {
     Table.JOBS: JOBS,
     Table.FINDINGS: FINDINGS,
     Table.ERRORS: ERRORS,
+    Table.TASK_DISAGREEMENTS: TASK_DISAGREEMENTS,
 }
 
 # Written by `fleetaudit cancel` into an existing run directory.

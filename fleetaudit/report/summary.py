@@ -75,6 +75,7 @@ def summarize_run(
         _header(manifest),
         _device_section(devices),
         _finding_section(findings),
+        _tasks_section(manifest),
         _worst_section(findings, worst),
         _drift_section(versions, findings),
         _api_section(manifest.get("api", {})),
@@ -92,6 +93,7 @@ def run_summary(run_dir: Path) -> str:
         _header(manifest),
         _device_section(devices),
         _finding_section(findings),
+        _tasks_section(manifest),
         _api_section(manifest.get("api", {})),
         _files_section(run_dir, manifest),
         _query_hint(run_dir),
@@ -233,6 +235,45 @@ def _drift_counts(findings: pa.Table) -> dict[tuple[str, str], int]:
     drift = findings.filter(pc.equal(findings["finding_type"], FindingType.VERSION_DRIFT))
     grouped = drift.group_by(["product_key", "module_name"]).aggregate([([], "count_all")])
     return {(r["product_key"], r["module_name"]): r["count_all"] for r in grouped.to_pylist()}
+
+
+def _tasks_section(manifest: Mapping[str, Any]) -> str:
+    """How tasks were read, when not the default way (per device, with module versions)."""
+    record = manifest.get("tasks")
+    if not isinstance(record, Mapping):
+        return ""  # a run of an older fleetaudit
+    tasks_only = "modules" not in record.get("audit", ["modules"])
+    if record.get("tasks_from") == "devices" and not tasks_only:
+        return ""
+    by_source = ", ".join(
+        f"{n} {'not read' if k == 'not_read' else 'by ' + k}"
+        for k, n in record.get("devices_by_source", {}).items()
+    )
+    lines = [
+        f"Tasks from {record.get('tasks_from')}{' (tasks only)' if tasks_only else ''}: "
+        f"devices {by_source or 'none'}"
+    ]
+    sweep = record.get("sweep")
+    if isinstance(sweep, Mapping):
+        lines.append(
+            f"  sweep: {sweep['products_covered']} of {sweep['products']} products read "
+            f"completely, {sweep['jobs']} jobs, {sweep['unfinished_tasks']} unfinished tasks; "
+            f"{sweep['listings_failed']} failed listing(s), "
+            f"{len(sweep['jobs_past_window'])} job(s) past the window: their products were "
+            "read per device"
+        )
+        if sweep["tasks_outside_device_list"]:
+            lines.append(
+                f"  {sweep['tasks_outside_device_list']} tasks of "
+                f"{sweep['devices_outside_device_list']} devices not in the device list "
+                "(counted, not reported)"
+            )
+    if record.get("tasks_from") == "both":
+        lines.append(
+            f"  disagreements between the listings: {record.get('disagreements', 0)} "
+            "(task_disagreements.parquet)"
+        )
+    return "\n".join(lines)
 
 
 def _api_section(api: Mapping[str, Mapping[str, Any]]) -> str:
