@@ -376,6 +376,48 @@ def sweep(devices: int, work: Path, quota: float) -> list[Row]:
     return rows
 
 
+def sampled_gate(devices: int, work: Path, quota: float, sample: int = 2000) -> list[Row]:
+    """(8) A pre-rollout gate on one product: a sample of its devices vs all of them.
+
+    Tasks come from the jobs' listings in both; only the module-version calls differ. The
+    quota is scaled up as in (7); "at 10/s" is the module-version calls over the real quota.
+    """
+    fleet = write_devices(devices, SEED, work / f"devices-{devices}.csv")
+    header, *lines = fleet.read_text().splitlines()
+    product = lines[0].split(",", 1)[0]
+    scoped = work / f"devices-{devices}-{product}.csv"
+    ours = [line for line in lines if line.startswith(product + ",")]
+    scoped.write_text("\n".join([header, *ours]) + "\n")
+    job = work / "sampled-gate.toml"
+    job.write_text(
+        f'tasks_from = "jobs"\n[gate]\nproduct_key = "{product}"\nmax_drift_percent = 100\n'
+    )
+    rows: list[Row] = []
+    for name, extra in (("full audit", ()), (f"sample of {sample}", ("--sample", str(sample)))):
+        out = work / "sampled-out"
+        shutil.rmtree(out, ignore_errors=True)
+        with emulator(devices, SEED, qps=quota) as emu:
+            child = run_child(
+                [PYTHON, "-m", "fleetaudit", "run", str(job), "--endpoint", emu.url,
+                 "--devices", str(scoped), "--out", str(out), "--qps", str(quota),
+                 "--log-format", "json", *extra]
+            )  # fmt: skip
+        manifest = json.loads(
+            (out / (out / "LATEST").read_text().strip() / "manifest.json").read_text()
+        )
+        calls = {a: int(s["calls"]) for a, s in manifest["api"].items() if int(s["calls"])}
+        versions = calls.get("ListOTAModuleVersionsByDevice", 0)
+        drift = manifest["gate"].get("sample", {}).get("drift", "")
+        print(f"  sampled gate {name}: {child.wall_s:.1f} s, {sum(calls.values())} calls {drift}")
+        rows.append(
+            (f"8. gate on one product ({len(ours)} of {devices} devices), {name}: "
+             "calls | wall | module versions at 10/s",
+             f"{sum(calls.values())} | {child.wall_s:.1f} s | {versions / 10 / 60:.1f} min",
+             f"drift {drift}" if drift else "")
+        )  # fmt: skip
+    return rows
+
+
 def machine() -> list[str]:
     model = "unknown"
     try:
@@ -399,7 +441,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument(
         "--only",
         action="append",
-        choices=("quota", "sdk", "overhead", "memory", "emulator", "commit", "shared", "sweep"),
+        choices=(
+            "quota",
+            "sdk",
+            "overhead",
+            "memory",
+            "emulator",
+            "commit",
+            "shared",
+            "sweep",
+            "sampled",
+        ),
         help="run only these parts (repeatable); sdk implies quota",
     )
     parser.add_argument("--quota-devices", type=int, default=3000)
@@ -429,6 +481,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         rows += commit_cadence(args.overhead_devices, args.runs, args.work)
     if "sweep" in parts:
         rows += sweep(args.sweep_devices, args.work, args.sweep_quota)
+    if "sampled" in parts:
+        rows += sampled_gate(args.sweep_devices, args.work, args.sweep_quota)
     if "shared" in parts:
         # One run each (they take a minute of quota-bound wall time apiece); --full adds the
         # two runs without a shared store, as before issue 12.

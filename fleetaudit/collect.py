@@ -181,7 +181,8 @@ class Lookups:
 class Asking:
     """What a run asks about each device.
 
-    `modules`: list its module versions (False: a tasks-only audit). `sweep`: the tasks the
+    `modules`: list its module versions (False: a tasks-only audit); `sampled`, when set,
+    narrows that to the (product_key, device_name) of a sampled gate. `sweep`: the tasks the
     jobs' listings found, used instead of the per-device listing for the devices of the
     products it covers, or, with `compare`, beside it (the per-device listing then wins and
     every difference becomes a `TaskDisagreement`).
@@ -190,6 +191,13 @@ class Asking:
     modules: bool = True
     sweep: Sweep | None = None
     compare: bool = False
+    sampled: Collection[tuple[str, str]] | None = None
+
+    def modules_of(self, device: Device) -> bool:
+        """Whether this device's module versions are asked for."""
+        if self.sampled is None:
+            return self.modules
+        return self.modules and (device.product_key, device.device_name) in self.sampled
 
 
 async def audit_device(
@@ -201,6 +209,7 @@ async def audit_device(
     failures: list[CallFailure] = []
     swept = asking.sweep.tasks_of(device) if asking.sweep is not None else None
     per_device = swept is None or asking.compare
+    ask_modules = asking.modules_of(device)
 
     async def fetch_modules() -> None:
         try:
@@ -218,7 +227,7 @@ async def audit_device(
         tasks.extend(task for task in found if task.task_status in UNFINISHED_STATUSES)
 
     async with anyio.create_task_group() as group:
-        if asking.modules:
+        if ask_modules:
             group.start_soon(fetch_modules)
         if per_device:
             group.start_soon(fetch_tasks)
@@ -242,7 +251,7 @@ async def audit_device(
         device_name=device.device_name,
         iot_id=iot_id,
         audit_status=AuditStatus.ERROR if failures else AuditStatus.OK,
-        module_count=len(modules) if asking.modules else None,
+        module_count=len(modules) if ask_modules else None,
         unfinished_task_count=len(tasks),
         error_code=failures[0].error_code if failures else None,
         tasks_source=source,

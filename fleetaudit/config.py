@@ -25,6 +25,7 @@ from fleetaudit.settings import (
     PathValue,
     PerName,
     QuotaStore,
+    SampleSize,
     Section,
     Text,
     Url,
@@ -69,6 +70,10 @@ class GateRules:
     show_devices: int = setting(
         Whole(1, 100_000), "device names printed per tripped rule", default=10
     )
+    drift_bound: str = setting(
+        Choice(("lower", "estimate", "upper")), "with a `sample`, the bound of the drift "
+        "share's 95 percent interval that max_drift_percent is checked against", default="lower",
+    )  # fmt: skip
 
     def check(self) -> None:
         """Rules that only make sense together; a ValueError names the key."""
@@ -205,6 +210,11 @@ class Settings:
         "rules that need versions are skipped)", default=AUDITS, flag="--audit",
         metavar="modules,tasks", identity=True,
     )  # fmt: skip
+    sample: str | None = setting(
+        SampleSize(), "audit the module versions of a uniform random sample of the gate's "
+        "scope only (the gate's drift share then has a 95 percent interval); tasks stay complete",
+        flag="--sample", metavar="N|P%", identity=True,
+    )  # fmt: skip
     gate: GateRules = setting(Section(GateRules), "the [gate] table", default=GateRules())
 
     @property
@@ -243,6 +253,10 @@ def settings_from(job: Path | None, args: argparse.Namespace | None = None) -> S
         raise UsageError(
             f"{where}gate.max_drift_percent: needs module versions, which audit = tasks "
             "does not read (add modules to audit, or drop the rule)"
+        )
+    if settings.tasks_only and settings.sample is not None:
+        raise UsageError(
+            f"{where}sample: samples module versions, which audit = tasks does not read"
         )
     return settings
 

@@ -29,6 +29,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
+from fleetaudit.audit.sampling import GateSample, wilson
 from fleetaudit.config import GateRules
 from fleetaudit.report.schema import schema_for
 from fleetaudit.terms import AuditStatus, FindingType, Severity
@@ -37,7 +38,7 @@ from fleetaudit.terms import AuditStatus, FindingType, Severity
 RULES = ("max_critical", "max_stalled_tasks", "max_drift_percent", "fail_on_unfinished_tasks")
 _TABLE_COLUMNS: Mapping[str, tuple[str, ...]] = {
     "findings": ("finding_type", "severity", "product_key", "device_name", "module_name"),
-    "devices": ("product_key", "device_name", "audit_status"),
+    "devices": ("product_key", "device_name", "audit_status", "module_count"),
     "tasks": ("product_key", "device_name", "module_name", "task_status"),
 }
 
@@ -67,23 +68,57 @@ def evaluate_gate(rules: GateRules, run_dir: Path) -> list[GateViolation]:
 
 
 def evaluate_batches(
-    rules: GateRules, batches: Callable[[str], Iterable[pa.RecordBatch]]
+    rules: GateRules,
+    batches: Callable[[str], Iterable[pa.RecordBatch]],
+    sample: GateSample | None = None,
 ) -> list[GateViolation]:
     """The rules a run trips, its tables read as batches (`batches(table)`), only the
     columns the rules need kept: the pipeline judges a staged run before publishing it."""
     if not rules.enabled:
         return []
+    return check_gate(rules, _gate_tables(batches), sample)
+
+
+def staged_gate_record(
+    rules: GateRules,
+    batches: Callable[[str], Iterable[pa.RecordBatch]],
+    sample: GateSample | None = None,
+) -> dict[str, Any]:
+    """The manifest's `gate` of a staged run: its verdict and, for a sampled gate, the
+    drift share's interval (judged before publishing, so the first reader sees it)."""
+    if not rules.enabled:
+        return gate_record(rules, [])
+    tables = _gate_tables(batches)
+    record = gate_record(rules, check_gate(rules, tables, sample))
+    if sample is not None:
+        drifting, total, _ = drift_share(rules, tables["findings"], tables["devices"])
+        record["sample"] = {
+            **sample.record(),
+            "audited": total,
+            "drifting": drifting,
+            "drift": str(wilson(drifting, total)),
+            "drift_bound": rules.drift_bound,
+        }
+    return record
+
+
+def _gate_tables(batches: Callable[[str], Iterable[pa.RecordBatch]]) -> dict[str, pa.Table]:
     tables: dict[str, pa.Table] = {}
     for name, columns in _TABLE_COLUMNS.items():
         full = schema_for(name)
         schema = pa.schema([full.field(column) for column in columns])
         parts = [batch.select(list(columns)) for batch in batches(name)]
         tables[name] = pa.Table.from_batches(parts, schema=schema)
-    return check_gate(rules, tables)
+    return tables
 
 
-def check_gate(rules: GateRules, tables: Mapping[str, pa.Table]) -> list[GateViolation]:
-    """The rules that `tables` (findings, devices, tasks) trip, in the order listed (pure)."""
+def check_gate(
+    rules: GateRules, tables: Mapping[str, pa.Table], sample: GateSample | None = None
+) -> list[GateViolation]:
+    """The rules that `tables` (findings, devices, tasks) trip, in the order listed (pure).
+
+    With a `sample` the drift rule judges the sampled devices' share by its 95% interval.
+    """
     findings = tables["findings"]
     violations: list[GateViolation] = []
     if rules.max_critical is not None:
@@ -97,7 +132,9 @@ def check_gate(rules: GateRules, tables: Mapping[str, pa.Table]) -> list[GateVio
             reason = f"{stalled.num_rows} stalled tasks (at most {rules.max_stalled_tasks})"
             violations.append(_violation(rules, "max_stalled_tasks", reason, stalled))
     if rules.max_drift_percent is not None:
-        drift = _drift_violation(rules, rules.max_drift_percent, findings, tables["devices"])
+        drift = _drift_violation(
+            rules, rules.max_drift_percent, findings, tables["devices"], sample
+        )
         if drift is not None:
             violations.append(drift)
     if rules.fail_on_unfinished_tasks:
@@ -112,22 +149,50 @@ def check_gate(rules: GateRules, tables: Mapping[str, pa.Table]) -> list[GateVio
     return violations
 
 
-def _drift_violation(
-    rules: GateRules, limit: float, findings: pa.Table, devices: pa.Table
-) -> GateViolation | None:
+def drift_share(
+    rules: GateRules, findings: pa.Table, devices: pa.Table
+) -> tuple[int, int, pa.Table]:
+    """(drifting devices, devices whose versions were read, the drift findings) in scope."""
     audited = _in_scope(rules, devices, module_column=None)
-    audited = audited.filter(pc.equal(audited["audit_status"], AuditStatus.OK))
-    total = len(_device_keys(audited))
+    audited = audited.filter(
+        pc.and_(
+            pc.equal(audited["audit_status"], AuditStatus.OK),
+            pc.is_valid(audited["module_count"]),  # tasks-only and unsampled devices: null
+        )
+    )
     drift = _in_scope(
         rules, findings.filter(pc.equal(findings["finding_type"], FindingType.VERSION_DRIFT))
     )
-    drifting = len(_device_keys(drift))
-    percent = 100.0 * drifting / total if total else 0.0
-    if percent <= limit:
+    return len(_device_keys(drift)), len(_device_keys(audited)), drift
+
+
+def _drift_violation(
+    rules: GateRules,
+    limit: float,
+    findings: pa.Table,
+    devices: pa.Table,
+    sample: GateSample | None,
+) -> GateViolation | None:
+    drifting, total, drift = drift_share(rules, findings, devices)
+    if sample is None:
+        percent = 100.0 * drifting / total if total else 0.0
+        if percent <= limit:
+            return None
+        reason = (
+            f"{drifting} of {total} devices of {_scope_name(rules)} drifting "
+            f"({percent:.1f}%, at most {limit:g}%)"
+        )
+        return _violation(rules, "max_drift_percent", reason, drift)
+    interval = wilson(drifting, total)
+    bound = {"lower": interval.low, "estimate": interval.share, "upper": interval.high}
+    judged = 100.0 * bound[rules.drift_bound]
+    if judged <= limit:
         return None
     reason = (
-        f"{drifting} of {total} devices of {_scope_name(rules)} drifting "
-        f"({percent:.1f}%, at most {limit:g}%)"
+        f"{interval} of {_scope_name(rules)} drifting, from a sample of {total} of "
+        f"{sample.population} devices ({drifting} drifting); the interval's "
+        f"{rules.drift_bound} {'bound ' if rules.drift_bound != 'estimate' else ''}"
+        f"{judged:.1f}% is over {limit:g}% (drift_bound = {rules.drift_bound})"
     )
     return _violation(rules, "max_drift_percent", reason, drift)
 
@@ -194,18 +259,30 @@ def gate_record(rules: GateRules, violations: list[GateViolation]) -> dict[str, 
 
 def format_gate(record: Mapping[str, Any]) -> str | None:
     """What `run` prints of a manifest's gate record: one line when it passed (with the
-    rules checked), every tripped rule when it failed, nothing without rules."""
+    rules checked), every tripped rule when it failed, nothing without rules; a sampled
+    gate adds its drift share and interval."""
     verdict = record.get("verdict")
+    sample = record.get("sample")
+    sampled = (
+        f"\ngate: sampled drift {sample['drift']} from {sample['audited']} of "
+        f"{sample['population']} devices (max_drift_percent is checked against the "
+        f"{sample['drift_bound']} bound)"
+        if isinstance(sample, Mapping)
+        else ""
+    )
     if verdict == "passed":
         rules = ", ".join(_rule_text(rule, value) for rule, value in record["rules"].items())
-        return f"gate: passed ({rules}; scope {record['scope']})"
+        return f"gate: passed ({rules}; scope {record['scope']}){sampled}"
     if verdict != "failed":
         return None
-    return format_violations(
-        [
-            GateViolation(v["rule"], v["reason"], tuple(v["devices"]), v["more_devices"])
-            for v in record["violations"]
-        ]
+    return (
+        format_violations(
+            [
+                GateViolation(v["rule"], v["reason"], tuple(v["devices"]), v["more_devices"])
+                for v in record["violations"]
+            ]
+        )
+        + sampled
     )
 
 

@@ -11,7 +11,7 @@ import random
 import shutil
 import signal
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
@@ -29,6 +29,7 @@ from fleetaudit.api.client import (
 from fleetaudit.api.stats import ApiStats
 from fleetaudit.audit.findings import targeted_modules
 from fleetaudit.audit.join import device_rows
+from fleetaudit.audit.sampling import GateSample, draw_gate_sample
 from fleetaudit.collect import Asking, Lookups, fan_out
 from fleetaudit.config import Settings
 from fleetaudit.devices import (
@@ -38,7 +39,7 @@ from fleetaudit.devices import (
 )
 from fleetaudit.durations import time_id
 from fleetaudit.errors import AuthError, InputError, RunIncomplete, UsageError
-from fleetaudit.gate import evaluate_batches, gate_record
+from fleetaudit.gate import staged_gate_record
 from fleetaudit.inputs import input_differences, run_inputs
 from fleetaudit.models import Credentials, Device, DeviceResult
 from fleetaudit.policy import Policy
@@ -144,6 +145,7 @@ async def run_audit(
     if isinstance(staging, Path):
         return _published_outcome(staging)
     now_ms = int(staging.meta["now_ms"])
+    sample = _gate_sample(settings, staging, unique=device_list.has_duplicates)
     try:
         api_stats, sweep = await _collect(
             _Run(
@@ -154,6 +156,7 @@ async def run_audit(
                 settings.commit_interval,
                 TasksFrom(settings.tasks_from),
                 modules=not settings.tasks_only,
+                sampled=sample.devices if sample is not None else None,
             ),
             credentials,
             staging,
@@ -178,8 +181,8 @@ async def run_audit(
     covered = audited - device_counts.get(AuditStatus.ERROR, 0)
     coverage = covered / audited if audited else 1.0
     # Judged before publishing, so the verdict is in the manifest a reader first sees.
-    violations = await anyio.to_thread.run_sync(
-        evaluate_batches, settings.gate, staging.committed_batches
+    gate = await anyio.to_thread.run_sync(
+        partial(staged_gate_record, sample=sample), settings.gate, staging.committed_batches
     )
     manifest = build_manifest(
         run_id=staging.run_id,
@@ -199,7 +202,7 @@ async def run_audit(
             "sessions": int(staging.meta.get("sessions", 1)),
             "inputs": staging.meta["inputs"],
             "set_aside": staging.meta["set_aside"],
-            "gate": gate_record(settings.gate, violations),
+            "gate": gate,
             "tasks": tasks_record(staging, settings, sweep),
             "quota": api_stats.pacing,
         },
@@ -230,6 +233,24 @@ def _published_outcome(run_dir: Path) -> RunOutcome:
     manifest = orjson.loads((run_dir / "manifest.json").read_bytes())
     exit_code = 0 if manifest.get("coverage_ok", True) else RunIncomplete.exit_code
     return RunOutcome(run_dir=run_dir, manifest=manifest, exit_code=exit_code)
+
+
+def _gate_sample(settings: Settings, staging: RunStaging, *, unique: bool) -> GateSample | None:
+    """A sampled gate's devices: drawn from the gate's scope with the run's seed."""
+    if settings.sample is None:
+        return None
+    assert settings.devices is not None
+    path, product = settings.devices, settings.gate.product_key
+
+    def scope() -> Iterator[tuple[str, str]]:
+        for device in read_devices(path, unique=unique):
+            if product is None or device.product_key == product:
+                yield device.product_key, device.device_name
+
+    seed = int(staging.meta.get("sample_seed", 0))
+    sample = draw_gate_sample(settings.sample, seed, scope)
+    log.info("sampled gate: %d of %d devices in scope", len(sample.devices), sample.population)
+    return sample
 
 
 def _open_staging(
@@ -277,6 +298,8 @@ def _open_staging(
         "inputs": dict(inputs),
         "set_aside": set_aside,
         "sessions": 1,
+        # A sampled gate draws its sample from this seed: a resumed run keeps the sample.
+        "sample_seed": rng.getrandbits(63),
     }
     return RunStaging.create(settings.out, run_id, meta)
 
@@ -292,6 +315,7 @@ class _Run:
     commit_interval_s: float
     tasks_from: TasksFrom = TasksFrom.DEVICES
     modules: bool = True  # False: a tasks-only audit
+    sampled: frozenset[tuple[str, str]] | None = None  # a sampled gate: versions of these only
 
 
 async def _collect(
@@ -316,7 +340,7 @@ async def _collect(
         recorder = Recorder(staging)
         # A list without duplicates needs no set of every device seen (memory at 1M devices).
         listed = read_devices(settings.devices, unique=device_list.has_duplicates)
-        asking = Asking(modules=settings.modules)
+        asking = Asking(modules=settings.modules, sampled=settings.sampled)
         sweep: Sweep | None = None
 
         def pending(device: Device) -> bool:
@@ -339,7 +363,12 @@ async def _collect(
                 if settings.tasks_from != TasksFrom.DEVICES:
                     sweep = await sweep_before_fan_out(client, settings.devices, lookups, recorder)
                     compare = settings.tasks_from == TasksFrom.BOTH
-                    asking = Asking(modules=settings.modules, sweep=sweep, compare=compare)
+                    asking = Asking(
+                        modules=settings.modules,
+                        sweep=sweep,
+                        compare=compare,
+                        sampled=settings.sampled,
+                    )
                 expected = await resolve_targets(settings.policy, lookups, recorder)
                 results_in, results_out = anyio.create_memory_object_stream[DeviceResult](
                     settings.client.concurrency

@@ -274,6 +274,36 @@ class PathValue:
 
 
 @dataclass(frozen=True)
+class SampleSize:
+    """How many devices a sample holds: a count, or a percentage of its population."""
+
+    accepts: str = 'a whole number of devices from 1, or a percentage such as "2%"'
+
+    def from_toml(self, raw: object, base: Path) -> str:
+        _not_bool(raw, self.accepts)
+        if isinstance(raw, int):
+            return self.from_text(str(raw))
+        return self.from_text(_text_of(raw, self.accepts))
+
+    def from_text(self, text: str) -> str:
+        text = text.strip()
+        try:
+            if text.endswith("%"):
+                percent = float(text[:-1])
+                if not 0 < percent <= 100:
+                    raise ValueError
+                return f"{percent:g}%"
+            if int(text) >= 1:
+                return str(int(text))
+        except ValueError:
+            pass
+        raise ValueError(f"must be {self.accepts}")
+
+    def to_json(self, value: str) -> object:
+        return value
+
+
+@dataclass(frozen=True)
 class QuotaStore:
     """Where the shared quota schedule is kept: "off", a redis:// URL, or a directory."""
 

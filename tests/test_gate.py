@@ -9,6 +9,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
+from fleetaudit.audit.sampling import GateSample
 from fleetaudit.config import GateRules, load_job, parse_gate
 from fleetaudit.errors import UsageError
 from fleetaudit.gate import (
@@ -19,6 +20,7 @@ from fleetaudit.gate import (
     format_gate,
     format_violations,
     gate_record,
+    staged_gate_record,
 )
 from fleetaudit.report.schema import TABLES, rows_to_batch
 
@@ -37,8 +39,16 @@ def _finding(
     }
 
 
-def _device(name: str, product: str = "pkA", status: str = "ok") -> dict[str, object]:
-    return {"product_key": product, "device_name": name, "audit_status": status}
+def _device(
+    name: str, product: str = "pkA", status: str = "ok", module_count: int | None = 1
+) -> dict[str, object]:
+    """A device row; module_count None: its versions were not read (tasks-only, unsampled)."""
+    return {
+        "product_key": product,
+        "device_name": name,
+        "audit_status": status,
+        "module_count": module_count,
+    }
 
 
 def _task(device: str, module: str = "default", product: str = "pkA") -> dict[str, object]:
@@ -293,3 +303,61 @@ def test_format_no_violations_says_passed() -> None:
 def test_every_job_file_loads(path: Path) -> None:
     """Each job file in jobs/ is valid, gate included."""
     assert isinstance(load_job(path).get("gate", GateRules()), GateRules)
+
+
+# ---------------------------------------------------------------------------- sampled gates
+
+
+def _sampled_tables(drifting: int, sampled: int, unsampled: int) -> dict[str, pa.Table]:
+    devices = [_device(f"s{i}") for i in range(sampled)]
+    devices += [_device(f"u{i}", module_count=None) for i in range(unsampled)]
+    findings = [_finding("version_drift", "warning", f"s{i}") for i in range(drifting)]
+    return _tables(findings=findings, devices=devices)
+
+
+SAMPLE = GateSample("200", seed=1, population=1000, devices=frozenset())
+
+
+@pytest.mark.parametrize(
+    ("bound", "trips"), [("lower", False), ("estimate", True), ("upper", True)]
+)
+def test_sampled_drift_trips_on_the_chosen_bound(bound: str, trips: bool) -> None:
+    """10 of 200 sampled drift: 5.0% (2.7-9.0%); a 4% limit trips on the estimate, not the
+    lower bound, and the reason names the interval and the bound."""
+    tables = _sampled_tables(drifting=10, sampled=200, unsampled=800)
+    rules = _rules(max_drift_percent=4, product_key="pkA", drift_bound=bound)
+    violations = check_gate(rules, tables, SAMPLE)
+    assert bool(violations) is trips
+    if violations:
+        assert "5.0% (2.7-9.0%)" in violations[0].reason
+        assert f"drift_bound = {bound}" in violations[0].reason
+
+
+def test_devices_whose_versions_were_not_read_do_not_dilute_the_drift_share() -> None:
+    """Unsampled (or tasks-only) devices are not counted: 10 of 100 is 10%, not 10 of 1000."""
+    tables = _sampled_tables(drifting=10, sampled=100, unsampled=900)
+    [violation] = check_gate(_rules(max_drift_percent=5), tables)
+    assert "10 of 100 devices" in violation.reason
+
+
+def test_a_sampled_gate_records_and_prints_its_interval() -> None:
+    """The manifest's gate gains the sample and its drift interval; the passing line says it."""
+    tables = _sampled_tables(drifting=10, sampled=200, unsampled=800)
+    batches = {name: table.to_batches() for name, table in tables.items()}
+    rules = _rules(max_drift_percent=4, product_key="pkA")
+    record = staged_gate_record(rules, batches.__getitem__, SAMPLE)
+    assert record["verdict"] == "passed"
+    assert record["sample"] == {
+        "sample": "200",
+        "size": 0,
+        "population": 1000,
+        "seed": 1,
+        "audited": 200,
+        "drifting": 10,
+        "drift": "5.0% (2.7-9.0%)",
+        "drift_bound": "lower",
+    }
+    text = format_gate(record)
+    assert text is not None
+    assert "sampled drift 5.0% (2.7-9.0%) from 200 of 1000 devices" in text
+    assert "lower bound" in text

@@ -13,7 +13,7 @@ from __future__ import annotations
 import hashlib
 import heapq
 import math
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 
 Z_95 = 1.959963984540054  # the standard normal quantile for a two-sided 95% interval
@@ -69,6 +69,49 @@ def choose_sample(devices: Iterable[tuple[str, str]], size: int, seed: int) -> s
         return set()
     drawn = heapq.nsmallest(size, devices, key=lambda d: sample_key(seed, d[0], d[1]))
     return set(drawn)
+
+
+@dataclass(frozen=True)
+class GateSample:
+    """The devices a sampled gate audits for versions, out of how many in its scope."""
+
+    spec: str  # the `sample` setting: a count or a percentage
+    seed: int
+    population: int
+    devices: frozenset[tuple[str, str]]
+
+    def record(self) -> dict[str, object]:
+        """The manifest's `sample` (the devices themselves are in devices.parquet)."""
+        return {
+            "sample": self.spec,
+            "size": len(self.devices),
+            "population": self.population,
+            "seed": self.seed,
+        }
+
+
+def draw_gate_sample(
+    spec: str, seed: int, scope: Callable[[], Iterable[tuple[str, str]]]
+) -> GateSample:
+    """The sample of a scope: `scope()` streams it again for each pass (memory: the sample).
+
+    A count is drawn in one pass, counting on the way; a percentage needs the population
+    first, so the scope is counted, then drawn.
+    """
+    population = 0
+
+    def counted() -> Iterator[tuple[str, str]]:
+        nonlocal population
+        for device in scope():
+            population += 1
+            yield device
+
+    if spec.endswith("%"):
+        total = sum(1 for _ in scope())
+        chosen = choose_sample(scope(), sample_size(spec, total), seed)
+        return GateSample(spec, seed, total, frozenset(chosen))
+    chosen = choose_sample(counted(), int(spec), seed)
+    return GateSample(spec, seed, population, frozenset(chosen))
 
 
 def _percent(share: float) -> str:
