@@ -71,31 +71,20 @@ def device_rows(
     findings: list[Finding] = []
     if result.audit.audit_status == AuditStatus.NOT_FOUND:
         findings.append(device_not_found_finding(result.device))
-    elif result.audit.module_count is None:
-        # A tasks-only audit: the rules that need no module versions.
+    elif (tasks_only := result.audit.module_count is None) or _modules_listed(result):
+        # A tasks-only audit runs the rules that need no module versions. A full audit needs
+        # its module list: without it a device would look as if it lacked every targeted
+        # module, and its devices and errors rows already say it could not be audited.
         findings = device_findings(
             result.device,
-            (),
+            () if tasks_only else result.modules,
             result.tasks,
             expected=expected,
             firmware=result.firmware,
             jobs=result.jobs,
             policy=policy,
             now_ms=now_ms,
-            modules_listed=False,
-        )
-    elif _modules_listed(result):
-        # Without its module list a device would look as if it lacked every targeted
-        # module; its devices and errors rows already say it could not be audited.
-        findings = device_findings(
-            result.device,
-            result.modules,
-            result.tasks,
-            expected=expected,
-            firmware=result.firmware,
-            jobs=result.jobs,
-            policy=policy,
-            now_ms=now_ms,
+            modules_listed=not tasks_only,
         )
     return DeviceRows(
         devices=[result.audit],
