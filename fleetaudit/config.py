@@ -254,6 +254,11 @@ def settings_from(job: Path | None, args: argparse.Namespace | None = None) -> S
             f"{where}gate.max_drift_percent: needs module versions, which audit = tasks "
             "does not read (add modules to audit, or drop the rule)"
         )
+    if settings.sample is not None and settings.gate.max_drift_percent is None:
+        raise UsageError(
+            f"{where}sample: samples module versions for the gate's max_drift_percent, which "
+            "is not set (set it, or drop the sample and audit every device)"
+        )
     if settings.tasks_only and settings.sample is not None:
         raise UsageError(
             f"{where}sample: samples module versions, which audit = tasks does not read"

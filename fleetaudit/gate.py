@@ -96,7 +96,7 @@ def staged_gate_record(
             **sample.record(),
             "audited": total,
             "drifting": drifting,
-            "drift": str(wilson(drifting, total)),
+            "drift": str(wilson(drifting, total, sample.population)),
             "drift_bound": rules.drift_bound,
         }
     return record
@@ -163,7 +163,11 @@ def drift_share(
     drift = _in_scope(
         rules, findings.filter(pc.equal(findings["finding_type"], FindingType.VERSION_DRIFT))
     )
-    return len(_device_keys(drift)), len(_device_keys(audited)), drift
+    # Only devices counted in the denominator count as drifting: a device whose module list
+    # came back but whose other call failed has drift findings and is not `ok`.
+    read = set(_device_keys(audited))
+    drifting = sum(1 for key in _device_keys(drift) if key in read)
+    return drifting, len(read), drift
 
 
 def _drift_violation(
@@ -183,7 +187,7 @@ def _drift_violation(
             f"({percent:.1f}%, at most {limit:g}%)"
         )
         return _violation(rules, "max_drift_percent", reason, drift)
-    interval = wilson(drifting, total)
+    interval = wilson(drifting, total, sample.population)
     bound = {"lower": interval.low, "estimate": interval.share, "upper": interval.high}
     judged = 100.0 * bound[rules.drift_bound]
     if judged <= limit:

@@ -320,7 +320,13 @@ class QuotaStore:
         if not text:
             raise ValueError(f"must be {self.accepts}")
         if is_redis(text):
-            parts = urlsplit(text)
+            try:
+                parts = urlsplit(text)
+                parts.port  # noqa: B018 - raises ValueError for a port that is not one
+            except ValueError:
+                raise ValueError(
+                    f"must be {self.accepts}: the URL's port is not a number"
+                ) from None
             if parts.scheme != "unix" and not parts.hostname:
                 raise ValueError(f"must be {self.accepts}: the URL has no host")
             if importlib.util.find_spec("redis") is None:
@@ -339,16 +345,24 @@ def is_redis(store: str) -> bool:
 
 
 def shown_store(store: str) -> str:
-    """A store as messages and the manifest show it: a Redis URL without its password."""
+    """A store as messages and the manifest show it: a Redis URL without its password, in
+    the user part or as a `password=` query parameter (redis-py reads both)."""
     if not is_redis(store):
         return store
     parts = urlsplit(store)
-    if parts.password is None:
-        return store
-    netloc = f"{parts.username or ''}:***@{parts.hostname or ''}"
-    if parts.port is not None:
-        netloc += f":{parts.port}"
-    return urlunsplit(parts._replace(netloc=netloc))
+    netloc = parts.netloc
+    if "@" in netloc:
+        user, _, host = netloc.rpartition("@")
+        netloc = f"{user.partition(':')[0]}:***@{host}" if ":" in user else netloc
+    query = "&".join(
+        f"{key}=***" if key.lower() == "password" else f"{key}={value}" if sep else key
+        for key, sep, value in (item.partition("=") for item in parts.query.split("&") if item)
+    )
+    shown = urlunsplit(parts._replace(netloc=netloc, query=query))
+    # urlunsplit writes `unix:/path` for `unix:///path`; keep the form the user gave.
+    if not parts.netloc and store.startswith(f"{parts.scheme}://"):
+        shown = f"{parts.scheme}://{shown.removeprefix(parts.scheme + ':')}"
+    return shown
 
 
 @dataclass(frozen=True)

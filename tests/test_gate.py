@@ -322,14 +322,14 @@ SAMPLE = GateSample("200", seed=1, population=1000, devices=frozenset())
     ("bound", "trips"), [("lower", False), ("estimate", True), ("upper", True)]
 )
 def test_sampled_drift_trips_on_the_chosen_bound(bound: str, trips: bool) -> None:
-    """10 of 200 sampled drift: 5.0% (2.7-9.0%); a 4% limit trips on the estimate, not the
-    lower bound, and the reason names the interval and the bound."""
+    """10 of 200 sampled of 1000 drift: 5.0% (3.1-8.6%); a 4% limit trips on the estimate,
+    not the lower bound, and the reason names the interval and the bound."""
     tables = _sampled_tables(drifting=10, sampled=200, unsampled=800)
     rules = _rules(max_drift_percent=4, product_key="pkA", drift_bound=bound)
     violations = check_gate(rules, tables, SAMPLE)
     assert bool(violations) is trips
     if violations:
-        assert "5.0% (2.7-9.0%)" in violations[0].reason
+        assert "5.0% (3.1-8.6%)" in violations[0].reason
         assert f"drift_bound = {bound}" in violations[0].reason
 
 
@@ -354,10 +354,34 @@ def test_a_sampled_gate_records_and_prints_its_interval() -> None:
         "seed": 1,
         "audited": 200,
         "drifting": 10,
-        "drift": "5.0% (2.7-9.0%)",
+        "drift": "5.0% (3.1-8.6%)",
         "drift_bound": "lower",
     }
     text = format_gate(record)
     assert text is not None
-    assert "sampled drift 5.0% (2.7-9.0%) from 200 of 1000 devices" in text
+    assert "sampled drift 5.0% (3.1-8.6%) from 200 of 1000 devices" in text
     assert "lower bound" in text
+
+
+def test_a_sample_of_the_whole_scope_is_judged_exactly() -> None:
+    """A sample as large as its scope is the exact share: 30 of 500 (6%) trips a 5% limit
+    even on the lower bound, as a full audit would."""
+    tables = _sampled_tables(drifting=30, sampled=500, unsampled=0)
+    whole = GateSample("2000", seed=1, population=500, devices=frozenset())
+    [violation] = check_gate(_rules(max_drift_percent=5), tables, whole)
+    assert "6.0% (6.0-6.0%)" in violation.reason
+
+
+def test_drifting_devices_that_are_not_ok_do_not_count() -> None:
+    """A device whose module list came back but another call failed drifts without being in
+    the denominator: it is left out of both (and the interval is not broken by it)."""
+    devices = [_device("ok1")] + [_device(f"err{i}", status="error") for i in range(3)]
+    findings = [_finding("version_drift", "warning", f"err{i}") for i in range(3)]
+    tables = _tables(findings=findings, devices=devices)
+    record = staged_gate_record(
+        _rules(max_drift_percent=50),
+        {name: table.to_batches() for name, table in tables.items()}.__getitem__,
+        SAMPLE,
+    )
+    assert (record["sample"]["drifting"], record["sample"]["audited"]) == (0, 1)
+    assert record["verdict"] == "passed"

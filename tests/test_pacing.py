@@ -12,7 +12,7 @@ from typing import Any, TypeVar
 import pytest
 
 from fleetaudit.api.pacing import DECREASE, GROWTH, HEADROOM, ActionBudget, Pace, RateBudget
-from fleetaudit.api.schedule import LocalSchedule, book
+from fleetaudit.api.schedule import HORIZON_S, LocalSchedule, book
 from fleetaudit.api.stats import ActionStats
 from fleetaudit.emulator.quota import QuotaBook, Throttled
 
@@ -366,3 +366,10 @@ def test_actions_are_paced_independently() -> None:
     slow, fast = run_virtual(main)
     assert slow[-1] == pytest.approx(4.9, rel=0.01)
     assert fast[-1] == pytest.approx(4.95, rel=0.01)
+
+
+def test_book_starts_now_past_a_next_slot_beyond_the_horizon() -> None:
+    """A next free moment further ahead than the horizon is stale; one within it is kept."""
+    assert book(100.0 + HORIZON_S + 1, 100.0, 0.1) == (100.0, 100.1)
+    assert book(105.0, 100.0, 0.1) == (105.0, 105.1)
+    assert book(90.0, 100.0, 0.1) == (100.0, 100.1)

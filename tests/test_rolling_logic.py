@@ -110,7 +110,11 @@ def test_budget_plan_past_the_deadline_audits_nothing() -> None:
 def test_wilson_interval_text() -> None:
     """An interval prints as share (low-high), in percent with one decimal."""
     assert str(wilson(62, 2000)) == "3.1% (2.4-4.0%)"
-    assert wilson(0, 0).share == 0.0
+    assert str(wilson(0, 0)) == "0.0% (0.0-100.0%)"  # no trial, no evidence
+    assert str(wilson(10, 200, population=1000)) == "5.0% (3.1-8.6%)"  # without replacement
+    assert str(wilson(30, 500, population=500)) == "6.0% (6.0-6.0%)"  # the whole population
+    with pytest.raises(ValueError, match="3 successes in 1 trials"):
+        wilson(3, 1)
 
 
 @given(st.integers(0, 500), st.integers(1, 500))

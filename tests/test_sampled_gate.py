@@ -104,9 +104,26 @@ def test_a_bad_sample_is_a_usage_error(
     assert message in err
 
 
-def test_a_sample_needs_module_versions(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    """sample with audit = tasks is refused: there would be no version to sample."""
-    argv = ["run", "--endpoint", "http://127.0.0.1:1/", "--devices", str(tmp_path / "d.csv"),
-            "--sample", "10", "--audit", "tasks"]  # fmt: skip
+@pytest.mark.parametrize(
+    ("gate", "extra", "message"),
+    [
+        ("", (), "max_drift_percent, which is not set"),
+        ("max_drift_percent = 5\n", ("--audit", "tasks"), "which audit = tasks does not read"),
+    ],
+)
+def test_a_sample_needs_a_drift_rule_and_module_versions(
+    gate: str,
+    extra: tuple[str, ...],
+    message: str,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """A sample without the drift rule it serves, or with no versions read, is exit 2."""
+    job = tmp_path / "job.toml"
+    job.write_text(f"[gate]\n{gate}", encoding="utf-8")
+    argv = ["run", str(job), "--endpoint", "http://127.0.0.1:1/", "--devices",
+            str(tmp_path / "d.csv"), "--sample", "10", *extra]  # fmt: skip
     assert cli.main(argv) == 2
-    assert "sample" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert "sample" in err
+    assert message in err

@@ -11,6 +11,7 @@ import pytest
 from fleetaudit.cli import build_parser, main
 from fleetaudit.config import GateRules, Settings, settings_from, settings_reference
 from fleetaudit.errors import EXIT_USAGE, UsageError
+from fleetaudit.setting_kinds import QuotaStore, shown_store
 from fleetaudit.settings import add_options, describe, manifest_values, option_values, rows
 
 
@@ -37,6 +38,7 @@ from fleetaudit.settings import add_options, describe, manifest_values, option_v
         ("--cancel-statuses", ",", "one or more of CONFIRM"),
         ("--quota-share", "0", "from 1 to 64"),
         ("--quota-store", "redis://:pw-not-shown@/0", "no host"),
+        ("--quota-store", "redis://:pw-not-shown@host:abc/0", "port is not a number"),
         ("--quota-store", " ", "a redis://host:port/db URL"),
     ],
 )
@@ -178,3 +180,20 @@ def test_cancel_statuses_read_from_a_list_or_text_folded_and_deduplicated(
 def test_cancel_statuses_default_to_what_the_platform_cancels() -> None:
     """By default only CONFIRM, QUEUED and NOTIFIED are planned: IN_PROGRESS is not cancelled."""
     assert Settings().cancel_statuses == ("CONFIRM", "QUEUED", "NOTIFIED")
+
+
+@pytest.mark.parametrize(
+    ("store", "shown"),
+    [
+        ("redis://:pw@h:6379/0", "redis://:***@h:6379/0"),
+        ("redis://user:pw@h/0", "redis://user:***@h/0"),
+        ("rediss://h:6380/0?password=pw&db=1", "rediss://h:6380/0?password=***&db=1"),
+        ("unix:///run/redis.sock?password=pw", "unix:///run/redis.sock?password=***"),
+        ("redis://h:6379/0", "redis://h:6379/0"),
+        ("/var/lib/fleetaudit/quota", "/var/lib/fleetaudit/quota"),
+    ],
+)
+def test_a_quota_store_is_shown_without_its_password(store: str, shown: str) -> None:
+    """The manifest and messages show a Redis URL without the password, wherever it is."""
+    assert shown_store(store) == shown
+    assert QuotaStore().to_json(store) == shown

@@ -357,9 +357,11 @@ class OtaClient:
                 stats.failures += 1
                 raise self._failed(action, subject, last, attempt) from None
             attempt += 1
-            sent_at = loop.time()
             try:
                 async with self._slots:
+                    # Sent now, not when the pace let it go: a call that waited here for a
+                    # slot after a slowdown was sent at the new rate.
+                    sent_at = loop.time()
                     value = await self._attempt(action, params, stats, time_left, parse)
             except TransientError as error:
                 if error.throttled:

@@ -32,7 +32,7 @@ import asyncio
 import math
 from collections.abc import Awaitable, Callable, Mapping
 
-from fleetaudit.api.schedule import LocalSchedule, Schedule
+from fleetaudit.api.schedule import LocalSchedule, Schedule, horizon
 from fleetaudit.api.stats import ActionStats
 
 Sleep = Callable[[float], Awaitable[object]]
@@ -43,9 +43,10 @@ HEADROOM = 0.995
 # CUBIC's beta and C (C as a fraction of the quota per second cubed), chosen by simulating
 # the emulator's token bucket with a tenant at half the quota (tests/test_pacing.py runs the
 # same simulation): of 28 pairs, this one kept throttled calls at 2.0% with the rate back
-# above 90% of the quota within 4.2 s of the tenant stopping (worst of six phases). A
-# flatter curve throttles less but recovers slower, a steeper one the reverse (C = 0.02,
-# beta 0.5: 2.9%, 4.0 s). BENCHMARKS.md "Shared quota" has the measured figures.
+# above 90% of the quota within 4.2 s of the tenant stopping (worst of six phases); two
+# bench runs against real processes measured 1.8% and 4.6-5.0 s. A flatter curve throttles
+# less but recovers slower, a steeper one the reverse (C = 0.02, beta 0.5: 2.9%, 4.0 s).
+# BENCHMARKS.md "Shared quota" has the figures.
 DECREASE = 0.4
 GROWTH = 0.005
 MIN_FRACTION = 0.05  # never slower than this fraction of the quota
@@ -117,7 +118,8 @@ class Pace:
         if self._decreased_at is not None and now - self._decreased_at >= EPISODE_MIN_S:
             # The platform's bucket lends a second of calls, so the rate at which a throttle
             # comes is above what is really left to us; the rate answered over the whole
-            # episode is what is left (BENCHMARKS.md: 3.1% -> ...% throttled beside a tenant).
+            # episode is what is left (BENCHMARKS.md "Shared quota": 3.3% -> 2.2% throttled
+            # beside a tenant at half the quota).
             peak = min(peak, max(current * DECREASE, self._answered / (now - self._decreased_at)))
         self._peak = peak
         self._answered = 0
@@ -170,7 +172,9 @@ class ActionBudget:
                 now = self._now()
                 epoch = self._pace.epoch
                 interval = 1.0 / self._pace.rate(now)
-                wait = await self._schedule.reserve(self._action, interval)
+                # A schedule never books further ahead than `horizon` (schedule.book); the cap
+                # is the backstop against a store that says otherwise.
+                wait = min(await self._schedule.reserve(self._action, interval), horizon(interval))
                 # Others' bookings: how much later than this process alone would start.
                 shared_wait = max(0.0, wait - max(0.0, self._own_next - now))
                 self._own_next = now + wait + interval

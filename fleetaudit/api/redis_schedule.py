@@ -23,18 +23,21 @@ except ImportError as missing:  # pragma: no cover - the message is the behaviou
         "quota_store redis://... needs the redis extra: pip install 'fleetaudit[redis]'"
     ) from missing
 
-from fleetaudit.api.schedule import STORE_TIMEOUT_S
+from fleetaudit.api.schedule import STORE_TIMEOUT_S, horizon
 from fleetaudit.setting_kinds import shown_store
 
-# KEYS[1]: the (account, action) schedule; ARGV[1]: the interval in seconds. Returns the
-# seconds until the booked slot, as text (a Lua number would come back as an integer).
+# KEYS[1]: the (account, action) schedule; ARGV[1]: the interval, ARGV[2]: the horizon past
+# which a next free moment is stale (schedule.book), in seconds. Returns the seconds until
+# the booked slot, as text (a Lua number would come back as an integer).
 _BOOK = """
 local t = redis.call('TIME')
 local now = tonumber(t[1]) + tonumber(t[2]) / 1000000
-local start = math.max(now, tonumber(redis.call('GET', KEYS[1]) or '0'))
-local next_free = start + tonumber(ARGV[1])
-redis.call('SET', KEYS[1], string.format('%.6f', next_free), 'PX',
-    math.ceil((next_free - now) * 1000) + 10000)
+local next_free = tonumber(redis.call('GET', KEYS[1]) or '0')
+if next_free - now > tonumber(ARGV[2]) then next_free = now end
+local start = math.max(now, next_free)
+local booked_until = start + tonumber(ARGV[1])
+redis.call('SET', KEYS[1], string.format('%.6f', booked_until), 'PX',
+    math.ceil((booked_until - now) * 1000) + 10000)
 return string.format('%.6f', start - now)
 """
 
@@ -61,7 +64,9 @@ class RedisSchedule:
 
     async def reserve(self, action: str, interval: float) -> float:
         try:
-            answer = await self._book(keys=[self._prefix + action], args=[repr(interval)])
+            answer = await self._book(
+                keys=[self._prefix + action], args=[repr(interval), repr(horizon(interval))]
+            )
         except (RedisError, OSError) as error:
             # The kind of failure is enough (the store's place is said beside it), and an
             # error's text is never shown: it could hold the URL with its password.

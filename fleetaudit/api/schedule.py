@@ -50,9 +50,25 @@ LOCK_POLL_S = 0.001
 STORE_TIMEOUT_S = 2.0
 
 
+# The furthest ahead a schedule may legitimately be booked: every process's slots held ahead
+# (a few turns of TURN_SECONDS each) at the slowest pace. A next free moment beyond it is a
+# clock that stepped back, a host whose clock runs ahead or a hand-edited file: stale.
+HORIZON_S = 10.0
+HORIZON_SLOTS = 64
+
+
+def horizon(interval: float) -> float:
+    """How far ahead of now a schedule of slots `interval` apart can be booked."""
+    return max(HORIZON_S, HORIZON_SLOTS * interval)
+
+
 def book(next_free: float, now: float, interval: float) -> tuple[float, float]:
-    """A slot on a schedule: (its start, the schedule's next free moment after it). Pure."""
-    start = max(now, next_free)
+    """A slot on a schedule: (its start, the schedule's next free moment after it). Pure.
+
+    A next free moment further ahead than `horizon` is not believed (the run would wait on
+    it for as long): the slot starts now.
+    """
+    start = now if next_free - now > horizon(interval) else max(now, next_free)
     return start, start + interval
 
 
@@ -118,6 +134,10 @@ class FileSchedule:
                 if time.monotonic() > deadline:
                     raise TimeoutError(f"locked for over {STORE_TIMEOUT_S:g} s") from None
                 await anyio.sleep(LOCK_POLL_S)
+                if self._fd != fd:
+                    # Closed meanwhile (another booking failed and dropped the store): the
+                    # number may already name another file.
+                    raise OSError("the quota store was closed") from None
         try:
             return self._book(fd, f"{self._account}/{action}", interval)
         finally:
@@ -139,7 +159,8 @@ class FileSchedule:
 
     def _open(self) -> int:
         self._directory.mkdir(parents=True, exist_ok=True)
-        self._fd = os.open(self._directory / SCHEDULE_FILE, os.O_RDWR | os.O_CREAT, 0o600)
+        # 0o666 less the umask: under umask 002 the users of a group share one directory.
+        self._fd = os.open(self._directory / SCHEDULE_FILE, os.O_RDWR | os.O_CREAT, 0o666)
         return self._fd
 
     async def aclose(self) -> None:
@@ -156,7 +177,7 @@ def _slots(raw: bytes) -> dict[str, float]:
     if not isinstance(slots, dict) or not all(
         isinstance(v, float | int) and not isinstance(v, bool) for v in slots.values()
     ):
-        raise ValueError("not a fleetaudit quota schedule")
+        raise ValueError("not a fleetaudit quota schedule (delete it to start a new one)")
     return {str(k): float(v) for k, v in slots.items()}
 
 
@@ -197,8 +218,14 @@ class FallbackSchedule:
                 log.debug("closing the failed quota store failed too", exc_info=True)
 
     async def aclose(self) -> None:
-        if self._shared is not None:
-            await self._shared.aclose()
+        shared, self._shared = self._shared, None
+        if shared is None:
+            return
+        with anyio.move_on_after(STORE_TIMEOUT_S, shield=True):
+            try:
+                await shared.aclose()
+            except Exception:  # the run is done: a store that fails to close changes nothing
+                log.debug("closing the quota store failed", exc_info=True)
 
 
 def account_name(endpoint: str, key_id: str) -> str:

@@ -43,7 +43,8 @@ class ActionStats:
         self.quota_wait_s += shared_wait
 
     def quota_share(self) -> float | None:
-        """This action's start rate while it was busy, as a share of its quota (None: < 2)."""
+        """This action's start rate from its first call to its last, as a share of its quota
+        (None under two calls): idle spells between calls count as time it did not use."""
         span = self._last_start - self._first_start
         if self._starts < 2 or span <= 0 or self.quota <= 0:
             return None

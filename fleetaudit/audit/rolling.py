@@ -8,7 +8,7 @@ Who goes first (`priority`, lowest first), ties broken by a stable hash of the d
 that equal devices keep one order from night to night and none is starved by chance:
 
 1. devices never audited (no observation in any earlier run);
-2. devices overdue: last observed `max_age` or more ago, stalest first. This tier is what
+2. devices overdue: last observed more than `max_age` ago (stale), stalest first. This tier is what
    bounds every device's age: whatever the tiers below ask for, a device that falls due is
    audited before them;
 3. devices that had an unfinished task or a finding at their last audit (a problem is
@@ -53,7 +53,7 @@ def tier(last: LastSeen | None, *, in_focus: bool, now_ms: int, max_age_ms: int 
     """The tier of a device (module docstring)."""
     if last is None:
         return Tier.NEVER_AUDITED
-    if max_age_ms is not None and now_ms - last.observed_at_ms >= max_age_ms:
+    if max_age_ms is not None and now_ms - last.observed_at_ms > max_age_ms:
         return Tier.OVERDUE
     if last.had_problem:
         return Tier.HAD_PROBLEM

@@ -32,14 +32,25 @@ class Interval:
         return f"{_percent(self.share)}% ({_percent(self.low)}-{_percent(self.high)}%)"
 
 
-def wilson(successes: int, trials: int, z: float = Z_95) -> Interval:
-    """The Wilson score interval of `successes` in `trials` (all 0 for no trial)."""
+def wilson(successes: int, trials: int, population: int | None = None, z: float = Z_95) -> Interval:
+    """The Wilson score interval of `successes` in `trials` drawn from `population`.
+
+    Drawn without replacement from a finite population, the interval narrows by the finite
+    population correction sqrt((N - n) / (N - 1)); a sample of the whole population is the
+    exact share. No trial is no evidence: 0% (0.0-100.0%).
+    """
+    if not 0 <= successes <= max(trials, 0):
+        raise ValueError(f"{successes} successes in {trials} trials")
     if trials <= 0:
-        return Interval(0.0, 0.0, 0.0)
+        return Interval(0.0, 0.0, 1.0)
     p = successes / trials
+    if population is not None and trials >= population:
+        return Interval(p, p, p)
+    correction = 1.0 if population is None else math.sqrt((population - trials) / (population - 1))
     denominator = 1 + z * z / trials
     centre = (p + z * z / (2 * trials)) / denominator
     half = z * math.sqrt(p * (1 - p) / trials + z * z / (4 * trials * trials)) / denominator
+    half *= correction
     # The bounds hold the estimate itself (float error at 0 or `trials` successes must not
     # put p outside its own interval).
     return Interval(p, max(0.0, min(p, centre - half)), min(1.0, max(p, centre + half)))

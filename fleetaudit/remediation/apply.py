@@ -9,6 +9,7 @@ left pending, applies the plan and rebuilds remediation.parquet from the journal
 
 from __future__ import annotations
 
+import logging
 import random
 import time
 from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
@@ -67,6 +68,8 @@ from fleetaudit.remediation.plan import (
 )
 from fleetaudit.remediation.render import format_outcomes, format_plan
 from fleetaudit.settings import rows
+
+log = logging.getLogger(__name__)
 
 # An apply is interactive (someone waits for it): on the account's shared schedule it takes
 # four turns to a nightly run's one, unless --quota-share says otherwise.
@@ -265,7 +268,7 @@ async def cancel_command(
     # Settle every usage problem before printing anything that looks like progress.
     settings = replace(
         _client_settings(run_dir, endpoint, quotas, concurrency, iot_instance_id),
-        **{"quota_share": APPLY_QUOTA_SHARE, **(pacing or {})},
+        **{**_run_pacing(run_dir), **(pacing or {})},
     )
     if credentials is None:
         raise UsageError(f"--apply needs credentials ({KEY_ID_ENV} and {SECRET_ENV})")
@@ -309,6 +312,26 @@ def _manifest_statuses(run_dir: Path) -> Sequence[str]:
     except ValueError as error:
         raise UsageError(f"{run_dir}: manifest cancel_statuses {recorded!r}: {error}") from None
     return chosen
+
+
+def _run_pacing(run_dir: Path) -> dict[str, Any]:
+    """The shared quota as the run booked it (its `account` and `quota_store`), so the apply
+    shares the schedule of the nightly that found the tasks; and the apply's own share."""
+    pacing: dict[str, Any] = {"quota_share": APPLY_QUOTA_SHARE}
+    account = manifest_text(run_dir, "account")
+    if account is not None:
+        pacing["account"] = account
+    store = manifest_text(run_dir, "quota_store")
+    if store is not None and "***" in store:
+        # The manifest keeps no password: the apply cannot reach that Redis without one.
+        log.warning(
+            "the run booked its calls in %s, whose password the manifest does not keep: "
+            "pass --quota-store to share its schedule",
+            store,
+        )
+    elif store is not None:
+        pacing["quota_store"] = store
+    return pacing
 
 
 def _client_settings(
