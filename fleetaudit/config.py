@@ -66,6 +66,12 @@ class GateRules:
     show_devices: int = setting(
         Whole(1, 100_000), "device names printed per tripped rule", default=10
     )
+    max_new_critical: int | None = setting(
+        _COUNT, "more critical findings new since the previous run of the series than this"
+    )
+    max_new: int | None = setting(
+        _COUNT, "more findings new since the previous run of the series than this"
+    )
 
     def check(self) -> None:
         """Rules that only make sense together; a ValueError names the key."""
@@ -78,6 +84,8 @@ class GateRules:
         return (
             self.max_critical is not None
             or self.max_stalled_tasks is not None
+            or self.max_new_critical is not None
+            or self.max_new is not None
             or self.max_drift_percent is not None
             or self.fail_on_unfinished_tasks
         )
@@ -175,6 +183,10 @@ class Settings:
     iot_instance_id: str | None = setting(
         Text(), "the IoT instance id sent as IotInstanceId on every call (instances that have "
         "an id require it)", flag="--iot-instance-id", metavar="ID", identity=True,
+    )  # fmt: skip
+    series: str | None = setting(
+        Text(), "the runs compared with each other (changes.parquet, history): default, the "
+        "device list's absolute path", flag="--series", metavar="NAME",
     )  # fmt: skip
     gate: GateRules = setting(Section(GateRules), "the [gate] table", default=GateRules())
 

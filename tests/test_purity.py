@@ -28,6 +28,8 @@ LIGHT_MODULES = (
     "fleetaudit.errors",
     "fleetaudit.remediation.plan",
     "fleetaudit.remediation.render",
+    "fleetaudit.report.svg",
+    "fleetaudit.report.html",
 )
 # No I/O framework, but pyarrow is theirs to use: they read or describe Parquet tables.
 ARROW_MODULES = (
@@ -36,6 +38,8 @@ ARROW_MODULES = (
     "fleetaudit.report.manifest",
     "fleetaudit.gate",
     "fleetaudit.metrics",
+    "fleetaudit.report.changes",
+    "fleetaudit.report.trends",
 )
 IO_FRAMEWORKS = ("aiohttp", "anyio", "asyncio")
 

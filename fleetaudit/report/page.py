@@ -1,0 +1,209 @@
+"""The values report.html shows, gathered from a run directory and the earlier runs of its
+series (read through runs.py), then rendered by html.py.
+
+Everything is aggregated or cut to a fixed number of rows here, so the page's size does not
+grow with the fleet: a 100k-device run makes a page about as large as a 3k one.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from datetime import datetime
+from typing import Any
+
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from fleetaudit.report.html import ReportValues, VersionGroup, render_report
+from fleetaudit.report.runs import PublishedRun
+from fleetaudit.report.trends import run_trend
+from fleetaudit.terms import Change, FindingType, Severity, Table
+
+# Rows shown per section; the page says how many more there are.
+MAX_ROWS = 100
+MAX_MOVES = 50
+MAX_GROUPS = 30
+MAX_VERSIONS = 8
+HISTORY_RUNS = 20
+AGE_BUCKETS: tuple[tuple[str, int], ...] = (
+    ("< 1d", 86_400),
+    ("1-3d", 3 * 86_400),
+    ("3-7d", 7 * 86_400),
+    ("7-30d", 30 * 86_400),
+    ("30-90d", 90 * 86_400),
+    ("> 90d", 2**62),
+)
+_SEVERITY_RANK = {Severity.CRITICAL: 0, Severity.WARNING: 1, Severity.INFO: 2}
+
+
+def render_run_report(run: PublishedRun, earlier: Sequence[PublishedRun]) -> str:
+    """report.html of `run`, with `earlier` runs of its series (oldest first) as history."""
+    return render_report(report_values(run, earlier))
+
+
+def report_values(run: PublishedRun, earlier: Sequence[PublishedRun]) -> ReportValues:
+    """What the page shows of `run` and its history (at most the last HISTORY_RUNS runs)."""
+    manifest = run.manifest
+    counts = manifest.get("counts", {})
+    recorded = manifest.get("gate")
+    gate: Mapping[str, Any] = recorded if isinstance(recorded, Mapping) else {}
+    history = [*earlier, run][-HISTORY_RUNS:]
+    trends = [run_trend(r.manifest) for r in history]
+    labels = list(dict.fromkeys(t.label for trend in trends for t in trend.targets))
+    target_history = [
+        (label, [next((t.share for t in tr.targets if t.label == label), None) for tr in trends])
+        for label in labels
+    ]
+    changes = run.table(Table.CHANGES)
+    new, more_new = _finding_rows(changes, Change.NEW)
+    resolved, more_resolved = _finding_rows(changes, Change.RESOLVED)
+    moves, more_moves = _moves(changes)
+    versions, more_groups = _version_groups(run)
+    worst, more_worst = _worst(
+        run.table(Table.FINDINGS, ("severity", "product_key", "device_name", "finding_type"))
+    )
+    return ReportValues(
+        run_id=run.run_id,
+        started_at=str(manifest.get("started_at", "")),
+        finished_at=str(manifest.get("finished_at", "")),
+        status=str(manifest.get("status", "")),
+        trusted=run.trusted,
+        devices=dict(counts.get("devices", {})),
+        findings_by_severity=dict(counts.get("findings_by_severity", {})),
+        gate_verdict=str(gate.get("verdict", "none")),
+        gate_reasons=[str(v.get("reason", "")) for v in gate.get("violations", [])],
+        changes=manifest.get("changes") if isinstance(manifest.get("changes"), Mapping) else None,
+        versions=versions,
+        task_ages=_stalled_ages(run),
+        age_buckets=[name for name, _ in AGE_BUCKETS],
+        findings_history=[(t.run_id, dict(t.findings_by_type)) for t in trends],
+        target_history=target_history,
+        history_runs=[t.run_id for t in trends],
+        new=new,
+        resolved=resolved,
+        moves=moves,
+        worst=worst,
+        more={
+            "new": more_new,
+            "resolved": more_resolved,
+            "moves": more_moves,
+            "versions": more_groups,
+            "worst": more_worst,
+        },
+    )
+
+
+def _finding_rows(changes: pa.Table, change: Change) -> tuple[list[dict[str, Any]], int]:
+    rows = changes.filter(pc.equal(changes["change"], change)).to_pylist()
+    rows.sort(
+        key=lambda r: (
+            _SEVERITY_RANK.get(r["severity"], 9),
+            r["finding_type"] or "",
+            r["finding_key"] or "",
+        )
+    )
+    shown = []
+    for row in rows[:MAX_ROWS]:
+        seen = row["first_seen_at"]
+        shown.append(
+            {
+                **row,
+                "device": f"{row['product_key']}/{row['device_name']}",
+                "first_seen": f"{seen:%Y-%m-%d %H:%M}" if isinstance(seen, datetime) else "",
+            }
+        )
+    return shown, max(0, len(rows) - MAX_ROWS)
+
+
+def _moves(changes: pa.Table) -> tuple[list[tuple[str, str, str, str, int]], int]:
+    moved = changes.filter(pc.equal(changes["change"], Change.VERSION_CHANGED))
+    keys = ["product_key", "module_name", "from_version", "to_version"]
+    grouped = moved.select(keys).group_by(keys).aggregate([([], "count_all")]).to_pylist()
+    grouped.sort(key=lambda r: (-r["count_all"], r["product_key"], r["module_name"]))
+    rows = [
+        (
+            r["product_key"],
+            r["module_name"],
+            r["from_version"] or "(none)",
+            r["to_version"] or "(none)",
+            r["count_all"],
+        )
+        for r in grouped[:MAX_MOVES]
+    ]
+    return rows, max(0, len(grouped) - MAX_MOVES)
+
+
+def _version_groups(run: PublishedRun) -> tuple[list[VersionGroup], int]:
+    versions = run.table(Table.MODULE_VERSIONS, ("product_key", "module_name", "module_version"))
+    keys = ["product_key", "module_name", "module_version"]
+    grouped = versions.group_by(keys).aggregate([([], "count_all")]).to_pylist()
+    targets = {
+        (t.get("product_key"), t.get("module")): t.get("version")
+        for t in run.manifest.get("targets", [])
+        if isinstance(t, Mapping)
+    }
+    per_group: dict[tuple[str, str], list[tuple[str, int]]] = {}
+    for row in grouped:
+        key = (row["product_key"], row["module_name"])
+        per_group.setdefault(key, []).append((row["module_version"], row["count_all"]))
+    groups = []
+    for (product_key, module), counts in per_group.items():
+        counts.sort(key=lambda vc: (-vc[1], vc[0]))
+        target = targets.get((product_key, module))
+        shown = counts[:MAX_VERSIONS]
+        kept = {v for v, _ in shown}
+        if target is not None and target not in kept:
+            # The target stays visible (and outlined) even when few devices run it.
+            shown = [*shown[: MAX_VERSIONS - 1], *[vc for vc in counts if vc[0] == target]]
+            kept = {v for v, _ in shown}
+        rest = sum(n for v, n in counts if v not in kept)
+        if rest:
+            shown = [*shown, ("other versions", rest)]
+        if target is None and len(counts) == 1:
+            continue  # every device agrees and no target: nothing to look at
+        groups.append(VersionGroup(product_key, module, shown, target))
+    # Targeted groups first, then the largest: that is where a rollout's work is.
+    groups.sort(
+        key=lambda g: (g.target is None, -sum(n for _, n in g.versions), g.product_key, g.module)
+    )
+    return groups[:MAX_GROUPS], max(0, len(groups) - MAX_GROUPS)
+
+
+def _stalled_ages(run: PublishedRun) -> dict[str, list[int]]:
+    """Stalled tasks per task status, counted per age bucket."""
+    findings = run.table(Table.FINDINGS, ("finding_type", "task_status", "age_seconds"))
+    stalled = findings.filter(pc.equal(findings["finding_type"], FindingType.STALLED_TASK))
+    ages: dict[str, list[int]] = {}
+    for status, age in zip(
+        stalled["task_status"].to_pylist(), stalled["age_seconds"].to_pylist(), strict=True
+    ):
+        counts = ages.setdefault(status or "?", [0] * len(AGE_BUCKETS))
+        for i, (_, limit) in enumerate(AGE_BUCKETS):
+            if (age or 0) < limit:
+                counts[i] += 1
+                break
+    return dict(sorted(ages.items()))
+
+
+def _worst(findings: pa.Table) -> tuple[list[dict[str, Any]], int]:
+    per_device = findings.filter(pc.is_valid(findings["device_name"]))
+    tallies: dict[tuple[str, str], dict[str, Any]] = {}
+    for row in per_device.to_pylist():
+        key = (row["product_key"], row["device_name"])
+        tally = tallies.setdefault(key, {"critical": 0, "warning": 0, "info": 0, "types": set()})
+        if row["severity"] in tally:
+            tally[row["severity"]] += 1
+        tally["types"].add(row["finding_type"])
+    rows = [
+        {
+            "device": f"{pk}/{name}",
+            "findings": t["critical"] + t["warning"] + t["info"],
+            "critical": t["critical"],
+            "warning": t["warning"],
+            "info": t["info"],
+            "types": ", ".join(sorted(t["types"])),
+        }
+        for (pk, name), t in tallies.items()
+    ]
+    rows.sort(key=lambda r: (-r["critical"], -r["findings"], r["device"]))
+    return rows[:MAX_ROWS], max(0, len(rows) - MAX_ROWS)
