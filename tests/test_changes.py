@@ -8,6 +8,8 @@ from typing import Any
 
 import pyarrow as pa
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from fleetaudit.report.changes import (
     RunSide,
@@ -217,3 +219,30 @@ def test_summary_and_diff_text_count_each_change() -> None:
     text = format_diff(rows, "R1", "R2", show=5)
     assert "new                1  (1 critical)" in text
     assert "pk/default: 1.0 -> 2.0  x1" in text
+
+
+_FINDING = st.builds(
+    lambda device, kind, version: (
+        _drift(device, version) if kind == "drift" else _stalled(device, f"T{version}", 1)
+    ),
+    st.sampled_from(["d1", "d2"]),
+    st.sampled_from(["drift", "stalled"]),
+    st.sampled_from(["1", "2"]),
+)
+
+
+@given(before=st.lists(_FINDING, max_size=6), now=st.lists(_FINDING, max_size=6))
+def test_every_finding_is_accounted_for_once(
+    before: list[dict[str, Any]], now: list[dict[str, Any]]
+) -> None:
+    """New + persisting rows are this run's findings; resolved ones are the rest of before."""
+    rows = compare_runs(_side("R2", now), _side("R1", before))
+    by_change = {
+        c: [r["finding_key"] for r in rows if r["change"] == c]
+        for c in ("new", "persisting", "resolved")
+    }
+    now_keys = {r["finding_key"] for r in compare_runs(_side("R2", now), None)}
+    before_keys = {r["finding_key"] for r in compare_runs(_side("R1", before), None)}
+    assert len(by_change["new"]) + len(by_change["persisting"]) == len(now)
+    assert set(by_change["persisting"]) == now_keys & before_keys
+    assert set(by_change["resolved"]) == before_keys - now_keys

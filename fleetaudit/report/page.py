@@ -76,9 +76,9 @@ def report_values(run: PublishedRun, earlier: Sequence[PublishedRun]) -> ReportV
         versions=versions,
         task_ages=_stalled_ages(run),
         age_buckets=[name for name, _ in AGE_BUCKETS],
-        findings_history=[(t.run_id, dict(t.findings_by_type)) for t in trends],
+        findings_history=[(run_label(t.run_id), dict(t.findings_by_type)) for t in trends],
         target_history=target_history,
-        history_runs=[t.run_id for t in trends],
+        history_runs=[run_label(t.run_id) for t in trends],
         new=new,
         resolved=resolved,
         moves=moves,
@@ -91,6 +91,13 @@ def report_values(run: PublishedRun, earlier: Sequence[PublishedRun]) -> ReportV
             "worst": more_worst,
         },
     )
+
+
+def run_label(run_id: str) -> str:
+    """A run on a chart's axis: `12-05 02:00` (its start) for `20261205T020000Z-...`."""
+    if len(run_id) >= 13 and run_id[8] == "T" and run_id[:8].isdigit():
+        return f"{run_id[4:6]}-{run_id[6:8]} {run_id[9:11]}:{run_id[11:13]}"
+    return run_id
 
 
 def _finding_rows(changes: pa.Table, change: Change) -> tuple[list[dict[str, Any]], int]:
