@@ -240,12 +240,16 @@ def _summary_command(args: argparse.Namespace) -> int:
 
 
 def _diff_command(args: argparse.Namespace) -> int:
-    from fleetaudit.report.changes import compare_runs, format_diff
-    from fleetaudit.report.runs import open_run, run_side
+    import pyarrow as pa
+
+    from fleetaudit.report.changes_text import format_diff
+    from fleetaudit.report.compare import compare_in_parts, published_source
+    from fleetaudit.report.runs import open_run
 
     older, newer = open_run(args.run_a), open_run(args.run_b)
-    rows = compare_runs(run_side(newer), run_side(older))
-    print(format_diff(rows, older.run_id, newer.run_id, show=max(0, args.show)))
+    parts = compare_in_parts(published_source(newer), published_source(older))
+    changes = pa.concat_tables(parts)
+    print(format_diff(changes, older.run_id, newer.run_id, show=max(0, args.show)))
     return 0
 
 

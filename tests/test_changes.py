@@ -3,6 +3,7 @@ sightings carried forward, versions moved, devices joined or left (pure, no I/O)
 
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
 from typing import Any
 
@@ -11,14 +12,10 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from fleetaudit.report.changes import (
-    RunSide,
-    compare_runs,
-    finding_key,
-    first_sightings,
-    format_diff,
-    summarize_changes,
-)
+from fleetaudit.report.changes import RunSide, first_sightings, summarize_changes
+from fleetaudit.report.changes import compare_runs as compare_tables
+from fleetaudit.report.changes_text import format_diff
+from fleetaudit.report.keys import finding_key, finding_keys
 from fleetaudit.report.schema import rows_to_batch
 
 DAY_MS = 86_400_000
@@ -80,6 +77,15 @@ def _side(
         ),
         changes=None if changes is None else _table("changes", changes),
     )
+
+
+def compare_runs(current: RunSide, previous: RunSide | None) -> list[dict[str, Any]]:
+    """The changes table as rows, timestamps as epoch milliseconds."""
+    rows: list[dict[str, Any]] = compare_tables(current, previous).to_pylist()
+    for row in rows:
+        seen = row["first_seen_at"]
+        row["first_seen_at"] = None if seen is None else round(seen.timestamp() * 1000)
+    return rows
 
 
 def _by_change(rows: Sequence[dict[str, Any]]) -> dict[str, list[str | None]]:
@@ -200,8 +206,9 @@ def test_first_sightings_reads_only_present_findings() -> None:
     rows = compare_runs(
         _side("R2", [_drift("d2", "1.0")], day=2), _side("R1", [_drift("d1", "1.0")])
     )
-    seen = first_sightings(_table("changes", rows))
-    assert list(seen.values()) == [(2 * DAY_MS, "R2")]
+    seen = first_sightings(compare_tables(_side("R2", [_drift("d2", "1.0")], day=2), None))
+    assert seen.column("first_seen_run_id").to_pylist() == ["R2"]
+    assert len(rows) == 2
 
 
 def test_summary_and_diff_text_count_each_change() -> None:
@@ -212,11 +219,11 @@ def test_summary_and_diff_text_count_each_change() -> None:
         [{**_stalled("d2", "T1", 5), "severity": "critical"}],
         versions=[("d1", "default", "2.0")],
     )
-    rows = compare_runs(current, previous)
-    counts = summarize_changes(rows, "R1")
+    table = compare_tables(current, previous)
+    counts = summarize_changes(table, "R1")
     assert (counts["new"], counts["resolved"], counts["version_changed"]) == (1, 1, 1)
     assert counts["new_by_severity"] == {"critical": 1, "warning": 0, "info": 0}
-    text = format_diff(rows, "R1", "R2", show=5)
+    text = format_diff(table, "R1", "R2", show=5)
     assert "new                1  (1 critical)" in text
     assert "pk/default: 1.0 -> 2.0  x1" in text
 
@@ -246,3 +253,24 @@ def test_every_finding_is_accounted_for_once(
     assert len(by_change["new"]) + len(by_change["persisting"]) == len(now)
     assert set(by_change["persisting"]) == now_keys & before_keys
     assert set(by_change["resolved"]) == before_keys - now_keys
+
+
+@pytest.mark.parametrize(
+    "device", ['qu"ote', "back\\slash", "new\nline", "tab\tand\x01", "\u00e9t\u00e9", "<b>&"]
+)
+def test_keys_are_json_arrays_of_what_they_name(device: str) -> None:
+    """Any device name keys to a JSON array that reads back to the type and the names."""
+    key = finding_key(_drift(device, "1.0"))
+    assert json.loads(key) == ["version_drift", "pk", device, "default"]
+
+
+def test_keys_of_a_table_and_of_a_row_agree() -> None:
+    """Keying a whole column gives each row's own key (nulls included)."""
+    rows = [
+        _drift("d1", "1.0"),
+        _stalled("d2", "T1", 5),
+        {**_stalled("d3", "T2", 5), "task_id": None},
+    ]
+    keys = finding_keys(_table("findings", rows)).to_pylist()
+    assert keys == [finding_key(row) for row in rows]
+    assert json.loads(keys[2]) == ["stalled_task", "pk", "d3", None]

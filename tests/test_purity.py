@@ -40,6 +40,8 @@ ARROW_MODULES = (
     "fleetaudit.metrics",
     "fleetaudit.report.changes",
     "fleetaudit.report.trends",
+    "fleetaudit.report.keys",
+    "fleetaudit.report.changes_text",
 )
 IO_FRAMEWORKS = ("aiohttp", "anyio", "asyncio")
 

@@ -1,65 +1,33 @@
 """What changed between two runs of one series: findings new, resolved or persisting under a
-stable key, module versions that moved, devices that joined or left the list (pure: Arrow
-tables in, rows out; reading the runs is runs.py's job).
+stable key (keys.py), module versions that moved, devices that joined or left the list
+(pure: Arrow tables in, the changes table out; reading the runs is runs.py's job).
 
-A finding's key is its type plus what identifies it for that type (`_KEY_COLUMNS`): a drift
-is about a device's module whatever the version it drifted to, a stalled task is about that
-task whatever its age. A persisting finding keeps the first sighting the previous run
-recorded, so `first_seen_at` survives any number of runs; the first run of a series has
-nothing to compare with and calls every finding new.
+All of it is column-wise Arrow work (filters, `is_in`, joins), never a Python object per
+row, so comparing two runs of a large fleet costs about what their tables weigh. A
+persisting finding keeps the first sighting the previous run recorded, so `first_seen_at`
+survives any number of runs; the first run of a series calls every finding new.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-import orjson
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from fleetaudit.terms import AuditStatus, Change, FindingType, Severity
+from fleetaudit.report.keys import finding_keys
+from fleetaudit.report.schema import CHANGES
+from fleetaudit.terms import AuditStatus, Change, Severity
 
-_DEVICE = ("product_key", "device_name")
-_TASK = (*_DEVICE, "task_id")
-# What identifies one finding of each type, besides its type (see the module docstring).
-_KEY_COLUMNS: Mapping[str, tuple[str, ...]] = {
-    FindingType.VERSION_DRIFT: (*_DEVICE, "module_name"),
-    FindingType.MODULE_MISSING: (*_DEVICE, "module_name"),
-    FindingType.STALLED_TASK: _TASK,
-    FindingType.TASK_SRC_MISMATCH: _TASK,
-    FindingType.TASK_ALREADY_APPLIED: _TASK,
-    FindingType.ORPHAN_TASK: _TASK,
-    FindingType.DUPLICATE_TASKS: _TASK,
-    FindingType.FIRMWARE_UNVERIFIED: (*_TASK, "firmware_id"),
-    FindingType.DEVICE_NOT_FOUND: _DEVICE,
-}
-# A type this module does not know yet is keyed by everything that names a thing.
-_ANY_KEY = (*_DEVICE, "module_name", "task_id", "firmware_id", "job_id")
-# The finding columns a change row copies.
-_FINDING_COLUMNS = (
-    "finding_type",
-    "severity",
-    "product_key",
-    "device_name",
-    "iot_id",
-    "module_name",
-    "task_id",
-    "firmware_id",
-    "job_id",
-    "detail",
-)
+_DEVICE = ["product_key", "device_name"]
+_MODULE = [*_DEVICE, "module_name"]
+_ORDER = "__order"  # row order kept through joins, which do not keep it
+_TS = pa.timestamp("ms", tz="UTC")
 # Audit statuses that give a definite answer: a finding missing from a device that errored
 # this time is unknown, not resolved.
-_ANSWERED = (AuditStatus.OK, AuditStatus.NOT_FOUND)
-
-
-def finding_key(row: Mapping[str, Any]) -> str:
-    """The stable key of one finding: a JSON array of its type and identifying values."""
-    finding_type = str(row["finding_type"])
-    columns = _KEY_COLUMNS.get(finding_type, _ANY_KEY)
-    return orjson.dumps([finding_type, *(row.get(column) for column in columns)]).decode()
+_ANSWERED = pa.array([AuditStatus.OK, AuditStatus.NOT_FOUND], pa.string())
+_PRESENT = pa.array([Change.NEW, Change.PERSISTING], pa.string())
 
 
 @dataclass(frozen=True)
@@ -67,7 +35,8 @@ class RunSide:
     """One run as a comparison needs it: its id and start, and the tables that matter.
 
     `changes` is the run's own changes table when it has one (schema 3 onwards): where its
-    findings were first seen. Tables need only the columns `compare_runs` reads.
+    findings were first seen. Tables need only the columns `compare_runs` reads
+    (runs.SIDE_COLUMNS).
     """
 
     run_id: str
@@ -78,238 +47,173 @@ class RunSide:
     changes: pa.Table | None = None
 
 
-def compare_runs(current: RunSide, previous: RunSide | None) -> list[dict[str, Any]]:
-    """The rows of `current`'s changes table, against `previous` (None: the first run)."""
-    rows = list(_finding_changes(current, previous))
+def compare_runs(current: RunSide, previous: RunSide | None) -> pa.Table:
+    """`current`'s changes table, against `previous` (None: the first run of its series)."""
+    parts = _finding_changes(current, previous)
     if previous is not None:
-        rows += _version_changes(current, previous)
-        rows += _device_changes(current, previous)
-    return rows
+        parts += [_version_changes(current, previous), *_device_changes(current, previous)]
+    return pa.concat_tables(parts) if parts else CHANGES.empty_table()
 
 
-def summarize_changes(
-    rows: Iterable[Mapping[str, Any]], previous_run_id: str | None
-) -> dict[str, Any]:
-    """The manifest's `changes`: how many of each change, new findings by severity."""
-    counts = dict.fromkeys(Change, 0)
-    new_by_severity = dict.fromkeys(Severity, 0)
-    for row in rows:
-        counts[Change(row["change"])] += 1
-        if row["change"] == Change.NEW:
-            severity = Severity(row["severity"])
-            new_by_severity[severity] += 1
+def summarize_changes(changes: pa.Table, previous_run_id: str | None) -> dict[str, Any]:
+    """The manifest's `changes`: how many rows of each change, new findings by severity."""
+    counts = _counts(changes["change"])
+    new = changes.filter(pc.equal(changes["change"], Change.NEW))
+    severities = _counts(new["severity"])
     return {
         "previous_run_id": previous_run_id,
-        **{str(change): n for change, n in counts.items()},
-        "new_by_severity": {str(severity): n for severity, n in new_by_severity.items()},
+        **{str(change): counts.get(change, 0) for change in Change},
+        "new_by_severity": {str(s): severities.get(s, 0) for s in Severity},
     }
 
 
-def first_sightings(changes: pa.Table | None) -> dict[str, tuple[int, str]]:
-    """finding_key -> (first_seen_at in epoch ms, first_seen_run_id) of a run's findings."""
-    if changes is None or changes.num_rows == 0:
-        return {}
-    present = changes.filter(pc.is_in(changes["change"], pa.array([Change.NEW, Change.PERSISTING])))
-    columns = present.select(["finding_key", "first_seen_at", "first_seen_run_id"])
-    seen_ms = pc.cast(columns["first_seen_at"], pa.int64()).to_pylist()
+def first_sightings(changes: pa.Table | None) -> pa.Table:
+    """`finding_key`, `first_seen_at`, `first_seen_run_id` of a run's present findings."""
+    columns = ["finding_key", "first_seen_at", "first_seen_run_id"]
+    if changes is None:
+        return pa.schema([CHANGES.field(c) for c in columns]).empty_table()
+    present = changes.filter(pc.is_in(changes["change"], _PRESENT)).select(columns)
+    return present.filter(pc.is_valid(present["finding_key"]))
+
+
+def _counts(column: pa.ChunkedArray) -> dict[str, int]:
     return {
-        key: (ms, run_id)
-        for key, ms, run_id in zip(
-            columns["finding_key"].to_pylist(),
-            seen_ms,
-            columns["first_seen_run_id"].to_pylist(),
-            strict=True,
-        )
-        if key is not None and ms is not None and run_id is not None
+        str(entry["values"]): int(entry["counts"])
+        for entry in pc.value_counts(column).to_pylist()
+        if entry["values"] is not None
     }
 
 
-def _keyed(findings: pa.Table) -> dict[str, dict[str, Any]]:
-    """Findings by key; a key met twice in one run gets `#2`, `#3`... in reading order."""
-    keyed: dict[str, dict[str, Any]] = {}
-    for row in findings.to_pylist():
-        key = base = finding_key(row)
-        n = 1
-        while key in keyed:
-            n += 1
-            key = f"{base}#{n}"
-        keyed[key] = row
-    return keyed
-
-
-def _finding_changes(current: RunSide, previous: RunSide | None) -> Iterator[dict[str, Any]]:
+def _finding_changes(current: RunSide, previous: RunSide | None) -> list[pa.Table]:
     now = _keyed(current.findings)
-    before = _keyed(previous.findings) if previous is not None else {}
-    previous_id = previous.run_id if previous is not None else None
-    seen = first_sightings(previous.changes) if previous is not None else {}
-    for key, row in now.items():
-        if key in before:
-            assert previous is not None
-            # A run without a changes table (schema 2) saw it first as far as we know.
-            at, run_id = seen.get(key, (previous.started_at_ms, previous.run_id))
-            yield _finding_row(Change.PERSISTING, key, row, at, run_id, previous_id)
-        else:
-            yield _finding_row(
-                Change.NEW, key, row, current.started_at_ms, current.run_id, previous_id
-            )
-    answered = _devices_with(current.devices, _ANSWERED)
-    for key, row in before.items():
-        if key not in now and (row["product_key"], row["device_name"]) in answered:
-            first = seen.get(key)
-            yield _finding_row(
-                Change.RESOLVED,
-                key,
-                row,
-                first[0] if first else None,
-                first[1] if first else None,
-                previous_id,
-            )
+    if previous is None:
+        return [_new(now, current, None)]
+    before = _keyed(previous.findings)
+    seen = now.filter(pc.is_in(now["finding_key"], before["finding_key"]))
+    fresh = now.filter(pc.invert(pc.is_in(now["finding_key"], before["finding_key"])))
+    gone = before.filter(pc.invert(pc.is_in(before["finding_key"], now["finding_key"])))
+    answered = current.devices.filter(pc.is_in(current.devices["audit_status"], _ANSWERED))
+    gone = _in_order(gone.join(answered.select(_DEVICE), keys=_DEVICE, join_type="left semi"))
+    sightings = first_sightings(previous.changes)
+    # A previous run without a changes table (schema 2) saw it first, as far as we know.
+    persisting = _with_sightings(seen, sightings, previous.started_at_ms, previous.run_id)
+    resolved = _with_sightings(gone, sightings, None, None)
+    return [
+        _new(fresh, current, previous.run_id),
+        _shaped(persisting, Change.PERSISTING, previous_run_id=previous.run_id),
+        _shaped(resolved, Change.RESOLVED, previous_run_id=previous.run_id, resolved=True),
+    ]
 
 
-def _finding_row(
-    change: Change,
-    key: str,
-    finding: Mapping[str, Any],
-    first_seen_at: int | None,
-    first_seen_run_id: str | None,
-    previous_run_id: str | None,
-) -> dict[str, Any]:
-    row = {column: finding.get(column) for column in _FINDING_COLUMNS}
-    row.update(
-        change=change,
-        finding_key=key,
-        from_version=finding.get("observed_version") if change == Change.RESOLVED else None,
-        to_version=finding.get("observed_version") if change != Change.RESOLVED else None,
-        first_seen_at=first_seen_at,
-        first_seen_run_id=first_seen_run_id,
+def _new(findings: pa.Table, current: RunSide, previous_run_id: str | None) -> pa.Table:
+    """New findings: first seen now, by this run."""
+    return _shaped(
+        findings,
+        Change.NEW,
         previous_run_id=previous_run_id,
-    )
-    return row
-
-
-def _devices_with(devices: pa.Table, statuses: Sequence[str]) -> set[tuple[str, str]]:
-    chosen = devices.filter(pc.is_in(devices["audit_status"], pa.array(list(statuses))))
-    return set(
-        zip(chosen["product_key"].to_pylist(), chosen["device_name"].to_pylist(), strict=True)
+        first_seen_at=current.started_at_ms,
+        first_seen_run_id=current.run_id,
     )
 
 
-def _version_changes(current: RunSide, previous: RunSide) -> list[dict[str, Any]]:
+def _keyed(findings: pa.Table) -> pa.Table:
+    keyed = findings.append_column("finding_key", finding_keys(findings))
+    return keyed.append_column(_ORDER, pa.array(range(findings.num_rows), pa.int64()))
+
+
+def _in_order(table: pa.Table) -> pa.Table:
+    return table.sort_by(_ORDER)
+
+
+def _with_sightings(
+    findings: pa.Table, sightings: pa.Table, default_ms: int | None, default_run: str | None
+) -> pa.Table:
+    joined = _in_order(findings.join(sightings, keys="finding_key", join_type="left outer"))
+    seen_at = pc.cast(joined["first_seen_at"], pa.int64())
+    if default_ms is not None:
+        seen_at = pc.fill_null(seen_at, default_ms)
+    run_ids = joined["first_seen_run_id"]
+    if default_run is not None:
+        run_ids = pc.fill_null(run_ids, default_run)
+    joined = joined.drop_columns(["first_seen_at", "first_seen_run_id"])
+    joined = joined.append_column("first_seen_at", pc.cast(seen_at, _TS))
+    return joined.append_column("first_seen_run_id", run_ids)
+
+
+def _shaped(
+    table: pa.Table,
+    change: Change,
+    *,
+    previous_run_id: str | None,
+    resolved: bool = False,
+    first_seen_at: int | None = None,
+    first_seen_run_id: str | None = None,
+) -> pa.Table:
+    """`table`'s rows as changes rows: its columns by name, constants for the rest."""
+    rows = table.num_rows
+    given: dict[str, Any] = {
+        "change": change,
+        "previous_run_id": previous_run_id,
+        "first_seen_at": first_seen_at,
+        "first_seen_run_id": first_seen_run_id,
+    }
+    if "observed_version" in table.column_names:
+        version = "from_version" if resolved else "to_version"
+        table = table.append_column(version, table["observed_version"])
+    columns = []
+    for field in CHANGES:
+        if field.name in table.column_names:
+            columns.append(pc.cast(table[field.name], field.type))
+        else:
+            columns.append(pa.array([given.get(field.name)] * rows, field.type))
+    return pa.Table.from_arrays(columns, schema=CHANGES)
+
+
+def _version_changes(current: RunSide, previous: RunSide) -> pa.Table:
     """Modules whose version moved (or appeared, or went) on devices audited `ok` both times."""
-    both = _ok_keys(current.devices).join(
-        _ok_keys(previous.devices), keys=list(_DEVICE), join_type="inner"
-    )
-    keys = [*_DEVICE, "module_name"]
-    after = current.module_versions.select([*keys, "iot_id", "module_version"])
-    after = after.join(both, keys=list(_DEVICE), join_type="left semi")
-    after = after.rename_columns([*keys, "iot_id", "to_version"])
-    before = previous.module_versions.select([*keys, "module_version"])
-    before = before.join(both, keys=list(_DEVICE), join_type="left semi")
-    before = before.rename_columns([*keys, "from_version"])
-    joined = after.join(before, keys=keys, join_type="full outer")
+    both = _ok(current.devices).join(_ok(previous.devices), keys=_DEVICE, join_type="inner")
+    after = current.module_versions.select([*_MODULE, "iot_id", "module_version"])
+    after = after.join(both, keys=_DEVICE, join_type="left semi")
+    after = after.rename_columns([*_MODULE, "iot_id", "to_version"])
+    before = previous.module_versions.select([*_MODULE, "module_version"])
+    before = before.join(both, keys=_DEVICE, join_type="left semi")
+    before = before.rename_columns([*_MODULE, "from_version"])
+    joined = after.join(before, keys=_MODULE, join_type="full outer")
+    was, now = joined["from_version"], joined["to_version"]
     moved = pc.or_kleene(
-        pc.xor(pc.is_null(joined["from_version"]), pc.is_null(joined["to_version"])),
-        pc.fill_null(pc.not_equal(joined["from_version"], joined["to_version"]), False),
+        pc.xor(pc.is_null(was), pc.is_null(now)), pc.fill_null(pc.not_equal(was, now), False)
     )
-    rows = []
-    for row in joined.filter(moved).sort_by([(k, "ascending") for k in keys]).to_pylist():
-        was, now = row["from_version"] or "(none)", row["to_version"] or "(none)"
-        rows.append(
-            {
-                **row,
-                "change": Change.VERSION_CHANGED,
-                "previous_run_id": previous.run_id,
-                "detail": f"module {row['module_name']} moved from {was} to {now}",
-            }
-        )
-    return rows
+    joined = joined.filter(moved).sort_by([(k, "ascending") for k in _MODULE])
+    detail = pc.binary_join_element_wise(
+        "module ",
+        joined["module_name"],
+        " moved from ",
+        pc.fill_null(joined["from_version"], "(none)"),
+        " to ",
+        pc.fill_null(joined["to_version"], "(none)"),
+        "",
+    )
+    joined = joined.append_column("detail", detail)
+    return _shaped(joined, Change.VERSION_CHANGED, previous_run_id=previous.run_id)
 
 
-def _ok_keys(devices: pa.Table) -> pa.Table:
-    ok = devices.filter(pc.equal(devices["audit_status"], AuditStatus.OK))
-    return ok.select(list(_DEVICE))
+def _ok(devices: pa.Table) -> pa.Table:
+    return devices.filter(pc.equal(devices["audit_status"], AuditStatus.OK)).select(_DEVICE)
 
 
-def _device_changes(current: RunSide, previous: RunSide) -> list[dict[str, Any]]:
-    rows = []
+def _device_changes(current: RunSide, previous: RunSide) -> list[pa.Table]:
+    tables = []
     for change, ours, theirs in (
         (Change.DEVICE_JOINED, current.devices, previous.devices),
         (Change.DEVICE_LEFT, previous.devices, current.devices),
     ):
         only = ours.select([*_DEVICE, "iot_id"]).join(
-            theirs.select(list(_DEVICE)), keys=list(_DEVICE), join_type="left anti"
+            theirs.select(_DEVICE), keys=_DEVICE, join_type="left anti"
         )
+        only = only.sort_by([(k, "ascending") for k in _DEVICE])
         verb = "joined" if change == Change.DEVICE_JOINED else "left"
-        for row in only.sort_by([(k, "ascending") for k in _DEVICE]).to_pylist():
-            rows.append(
-                {
-                    **row,
-                    "change": change,
-                    "previous_run_id": previous.run_id,
-                    "detail": f"the device {verb} the device list",
-                }
-            )
-    return rows
-
-
-def format_changes(counts: Mapping[str, Any]) -> str:
-    """The summary's first lines: what changed since the previous run of the series."""
-    previous = counts.get("previous_run_id")
-    if not previous:
-        head = "Changes: first run of its series, every finding is new"
-    else:
-        head = f"Changes since run {previous}"
-    severities = counts.get("new_by_severity", {})
-    by_severity = ", ".join(f"{n} {s}" for s, n in severities.items() if n)
-    lines = [
-        head,
-        f"  new         {counts.get('new', 0):>8}" + (f"  ({by_severity})" if by_severity else ""),
-        f"  resolved    {counts.get('resolved', 0):>8}",
-        f"  persisting  {counts.get('persisting', 0):>8}",
-    ]
-    if previous:
-        lines.append(
-            f"  module versions moved {counts.get('version_changed', 0)}, devices joined "
-            f"{counts.get('device_joined', 0)}, left {counts.get('device_left', 0)}"
+        detail = pa.array([f"the device {verb} the device list"] * only.num_rows, pa.string())
+        tables.append(
+            _shaped(only.append_column("detail", detail), change, previous_run_id=previous.run_id)
         )
-    return "\n".join(lines)
-
-
-def format_diff(rows: Sequence[Mapping[str, Any]], older: str, newer: str, *, show: int) -> str:
-    """`fleetaudit diff`: counts, then up to `show` rows of each kind of change."""
-    counts = summarize_changes(rows, older)
-    lines = [f"fleetaudit diff {older} -> {newer}", format_changes(counts)]
-    for change in (Change.NEW, Change.RESOLVED):
-        chosen = [r for r in rows if r["change"] == change]
-        if chosen:
-            lines += ["", f"{change.capitalize()} findings ({len(chosen)}):"]
-            for row in chosen[:show]:
-                device = f"{row['product_key']}/{row['device_name']}"
-                module = row.get("module_name") or ""
-                line = f"  {row['severity']:<8} {row['finding_type']:<22} {device} {module}"
-                lines.append(line.rstrip())
-            if len(chosen) > show:
-                lines.append(f"  ... and {len(chosen) - show} more")
-    moves: dict[tuple[str, str, str, str], int] = {}
-    for row in rows:
-        if row["change"] == Change.VERSION_CHANGED:
-            key = (
-                row["product_key"],
-                row["module_name"],
-                row["from_version"] or "(none)",
-                row["to_version"] or "(none)",
-            )
-            moves[key] = moves.get(key, 0) + 1
-    if moves:
-        lines += ["", "Module versions moved (devices):"]
-        ordered = sorted(moves.items(), key=lambda kv: (-kv[1], kv[0]))
-        for (product_key, module, was, now), n in ordered[:show]:
-            lines.append(f"  {product_key}/{module}: {was} -> {now}  x{n}")
-        if len(ordered) > show:
-            lines.append(f"  ... and {len(ordered) - show} more")
-    for change, title in ((Change.DEVICE_JOINED, "joined"), (Change.DEVICE_LEFT, "left")):
-        devices = [f"{r['product_key']}/{r['device_name']}" for r in rows if r["change"] == change]
-        if devices:
-            more = f" and {len(devices) - show} more" if len(devices) > show else ""
-            lines += ["", f"Devices {title} ({len(devices)}): {', '.join(devices[:show])}{more}"]
-    return "\n".join(lines)
+    return tables

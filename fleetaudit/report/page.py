@@ -14,6 +14,7 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from fleetaudit.report.changes_text import version_moves
 from fleetaudit.report.html import ReportValues, VersionGroup, render_report
 from fleetaudit.report.runs import PublishedRun
 from fleetaudit.report.trends import run_trend
@@ -33,7 +34,7 @@ AGE_BUCKETS: tuple[tuple[str, int], ...] = (
     ("30-90d", 90 * 86_400),
     ("> 90d", 2**62),
 )
-_SEVERITY_RANK = {Severity.CRITICAL: 0, Severity.WARNING: 1, Severity.INFO: 2}
+_SEVERITIES = pa.array([Severity.CRITICAL, Severity.WARNING, Severity.INFO], pa.string())
 
 
 def render_run_report(run: PublishedRun, earlier: Sequence[PublishedRun]) -> str:
@@ -101,16 +102,14 @@ def run_label(run_id: str) -> str:
 
 
 def _finding_rows(changes: pa.Table, change: Change) -> tuple[list[dict[str, Any]], int]:
-    rows = changes.filter(pc.equal(changes["change"], change)).to_pylist()
-    rows.sort(
-        key=lambda r: (
-            _SEVERITY_RANK.get(r["severity"], 9),
-            r["finding_type"] or "",
-            r["finding_key"] or "",
-        )
+    """The first MAX_ROWS findings of one change, critical first (Arrow sorts, Python shows)."""
+    chosen = changes.filter(pc.equal(changes["change"], change))
+    rank = pc.fill_null(pc.index_in(chosen["severity"], value_set=_SEVERITIES), len(_SEVERITIES))
+    chosen = chosen.append_column("rank", rank).sort_by(
+        [("rank", "ascending"), ("finding_type", "ascending"), ("finding_key", "ascending")]
     )
     shown = []
-    for row in rows[:MAX_ROWS]:
+    for row in chosen.slice(0, MAX_ROWS).to_pylist():
         seen = row["first_seen_at"]
         shown.append(
             {
@@ -119,25 +118,12 @@ def _finding_rows(changes: pa.Table, change: Change) -> tuple[list[dict[str, Any
                 "first_seen": f"{seen:%Y-%m-%d %H:%M}" if isinstance(seen, datetime) else "",
             }
         )
-    return shown, max(0, len(rows) - MAX_ROWS)
+    return shown, max(0, chosen.num_rows - MAX_ROWS)
 
 
 def _moves(changes: pa.Table) -> tuple[list[tuple[str, str, str, str, int]], int]:
-    moved = changes.filter(pc.equal(changes["change"], Change.VERSION_CHANGED))
-    keys = ["product_key", "module_name", "from_version", "to_version"]
-    grouped = moved.select(keys).group_by(keys).aggregate([([], "count_all")]).to_pylist()
-    grouped.sort(key=lambda r: (-r["count_all"], r["product_key"], r["module_name"]))
-    rows = [
-        (
-            r["product_key"],
-            r["module_name"],
-            r["from_version"] or "(none)",
-            r["to_version"] or "(none)",
-            r["count_all"],
-        )
-        for r in grouped[:MAX_MOVES]
-    ]
-    return rows, max(0, len(grouped) - MAX_MOVES)
+    moves = version_moves(changes)
+    return moves[:MAX_MOVES], max(0, len(moves) - MAX_MOVES)
 
 
 def _version_groups(run: PublishedRun) -> tuple[list[VersionGroup], int]:
@@ -193,24 +179,35 @@ def _stalled_ages(run: PublishedRun) -> dict[str, list[int]]:
 
 
 def _worst(findings: pa.Table) -> tuple[list[dict[str, Any]], int]:
+    """Devices by critical findings, then by findings (grouped by Arrow, MAX_ROWS shown)."""
     per_device = findings.filter(pc.is_valid(findings["device_name"]))
-    tallies: dict[tuple[str, str], dict[str, Any]] = {}
-    for row in per_device.to_pylist():
-        key = (row["product_key"], row["device_name"])
-        tally = tallies.setdefault(key, {"critical": 0, "warning": 0, "info": 0, "types": set()})
-        if row["severity"] in tally:
-            tally[row["severity"]] += 1
-        tally["types"].add(row["finding_type"])
+    for severity in _SEVERITIES.to_pylist():
+        is_it = pc.cast(pc.equal(per_device["severity"], severity), pa.int64())
+        per_device = per_device.append_column(severity, is_it)
+    grouped = per_device.group_by(["product_key", "device_name"]).aggregate(
+        [
+            ([], "count_all"),
+            *((s, "sum") for s in _SEVERITIES.to_pylist()),
+            ("finding_type", "distinct"),
+        ]
+    )
+    ranked = grouped.sort_by(
+        [
+            ("critical_sum", "descending"),
+            ("count_all", "descending"),
+            ("product_key", "ascending"),
+            ("device_name", "ascending"),
+        ]
+    )
     rows = [
         {
-            "device": f"{pk}/{name}",
-            "findings": t["critical"] + t["warning"] + t["info"],
-            "critical": t["critical"],
-            "warning": t["warning"],
-            "info": t["info"],
-            "types": ", ".join(sorted(t["types"])),
+            "device": f"{r['product_key']}/{r['device_name']}",
+            "findings": r["count_all"],
+            "critical": r["critical_sum"],
+            "warning": r["warning_sum"],
+            "info": r["info_sum"],
+            "types": ", ".join(sorted(r["finding_type_distinct"])),
         }
-        for (pk, name), t in tallies.items()
+        for r in ranked.slice(0, MAX_ROWS).to_pylist()
     ]
-    rows.sort(key=lambda r: (-r["critical"], -r["findings"], r["device"]))
-    return rows[:MAX_ROWS], max(0, len(rows) - MAX_ROWS)
+    return rows, max(0, ranked.num_rows - MAX_ROWS)

@@ -26,7 +26,6 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from fleetaudit.errors import UsageError
-from fleetaudit.report.changes import RunSide
 from fleetaudit.report.schema import schema_for
 from fleetaudit.report.staging import latest_run
 from fleetaudit.terms import AuditStatus, Table
@@ -34,7 +33,7 @@ from fleetaudit.terms import AuditStatus, Table
 log = logging.getLogger(__name__)
 
 MANIFEST = "manifest.json"
-# The columns a comparison reads of each table (changes.compare_runs).
+# The columns a comparison reads of each table (compare.py, changes.compare_runs).
 SIDE_COLUMNS: Mapping[str, tuple[str, ...]] = {
     Table.FINDINGS: (
         "finding_type", "severity", "product_key", "device_name", "iot_id", "module_name",
@@ -147,19 +146,6 @@ def series_runs(out: Path, series: str | None, *, up_to: str | None = None) -> l
         for run in published_runs(out)
         if (series is None or run.series == series) and (up_to is None or run.run_id <= up_to)
     ]
-
-
-def run_side(run: PublishedRun) -> RunSide:
-    """A published run as changes.compare_runs reads it."""
-    changes = run.table(Table.CHANGES, SIDE_COLUMNS[Table.CHANGES])
-    return RunSide(
-        run_id=run.run_id,
-        started_at_ms=run.started_at_ms,
-        findings=run.table(Table.FINDINGS, SIDE_COLUMNS[Table.FINDINGS]),
-        devices=run.table(Table.DEVICES, SIDE_COLUMNS[Table.DEVICES]),
-        module_versions=run.table(Table.MODULE_VERSIONS, SIDE_COLUMNS[Table.MODULE_VERSIONS]),
-        changes=changes if run.has_table(Table.CHANGES) else None,
-    )
 
 
 def device_state(run: PublishedRun) -> Iterator[pa.RecordBatch]:

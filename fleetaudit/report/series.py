@@ -10,19 +10,18 @@ compare twice.
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-import pyarrow as pa
+import pyarrow.dataset as ds
 
 from fleetaudit.audit.findings import expected_versions
 from fleetaudit.policy import Policy
-from fleetaudit.report.changes import RunSide, compare_runs, summarize_changes
+from fleetaudit.report.changes import summarize_changes
+from fleetaudit.report.compare import Source, compare_part, device_parts, published_source
 from fleetaudit.report.page import render_run_report
 from fleetaudit.report.resume import committed_lookups
-from fleetaudit.report.runs import SIDE_COLUMNS, open_run, previous_run, run_side, series_runs
-from fleetaudit.report.schema import schema_for
+from fleetaudit.report.runs import open_run, previous_run, series_runs
 from fleetaudit.report.staging import RunStaging, write_atomic
 from fleetaudit.report.trends import target_shares
 from fleetaudit.terms import Table
@@ -33,51 +32,48 @@ CHANGES_TAG = "changes"
 REPORT_FILE = "report.html"
 
 
-def staged_table(staging: RunStaging, table: str, columns: Sequence[str]) -> pa.Table:
-    """The committed rows of one staged table, only `columns`."""
-    full = schema_for(table)
-    schema = pa.schema([full.field(column) for column in columns])
-    batches = [batch.select(list(columns)) for batch in staging.committed_batches(table)]
-    return pa.Table.from_batches(batches, schema=schema)
+def staged_source(staging: RunStaging) -> Source:
+    """The staged run's committed parts as a comparison reads them."""
+    started = int(staging.meta["started_at_ms"])
+    return Source(staging.run_id, started, staging.committed_files, has_changes=False)
 
 
 def commit_changes(staging: RunStaging, series: str) -> dict[str, Any]:
-    """Compare the staged run with the previous trusted run of `series` in its OUT, commit
-    the rows as the changes table (once), and return the manifest's `changes` summary."""
+    """Compare the staged run with the previous trusted run of `series` in its OUT, part by
+    part (compare.py), commit each part's rows as the changes table, and return the
+    manifest's `changes` summary. Each part is committed with its own tag, so a resumed
+    run compares only the parts it had not committed (the parts are the same: every
+    device is committed by now)."""
     previous = previous_run(staging.out, series, staging.run_id)
-    if CHANGES_TAG not in staging.committed_tags():
-        current = RunSide(
-            run_id=staging.run_id,
-            started_at_ms=int(staging.meta["started_at_ms"]),
-            findings=staged_table(staging, Table.FINDINGS, SIDE_COLUMNS[Table.FINDINGS]),
-            devices=staged_table(staging, Table.DEVICES, SIDE_COLUMNS[Table.DEVICES]),
-            module_versions=staged_table(
-                staging, Table.MODULE_VERSIONS, SIDE_COLUMNS[Table.MODULE_VERSIONS]
-            ),
-        )
-        rows = compare_runs(current, run_side(previous) if previous is not None else None)
-        staging.append(Table.CHANGES, rows)
-        staging.commit(CHANGES_TAG)
-    committed = staged_table(staging, Table.CHANGES, ("change", "severity"))
-    return summarize_changes(
-        committed.to_pylist(), previous.run_id if previous is not None else None
-    )
+    before = published_source(previous) if previous is not None else None
+    current = staged_source(staging)
+    done = staging.committed_tags()
+    for number, where in enumerate(device_parts(current)):
+        tag = f"{CHANGES_TAG}:{number}"
+        if tag not in done:
+            staging.append_table(Table.CHANGES, compare_part(current, before, where))
+            staging.commit(tag)
+    committed = current.read(Table.CHANGES, ("change", "severity"), None)
+    return summarize_changes(committed, previous.run_id if previous is not None else None)
 
 
 def target_records(staging: RunStaging, policy: Policy) -> list[dict[str, Any]]:
-    """The manifest's `targets`: each resolved target and its on-target share."""
+    """The manifest's `targets`: each resolved target and its on-target share (only the
+    rows of the targets' products are read)."""
     firmware = {f.firmware_id: f for f in committed_lookups(staging).firmware}
     expected = expected_versions(policy, firmware)
     targets = [(pk, module, version) for (pk, module), version in expected.items()]
     if not targets:
         return []
+    source = staged_source(staging)
+    products = ds.field("product_key").isin(sorted({pk for pk, _, _ in targets}))
     shares = target_shares(
         targets,
-        staged_table(staging, Table.DEVICES, ("product_key", "device_name", "audit_status")),
-        staged_table(
-            staging,
+        source.read(Table.DEVICES, ("product_key", "device_name", "audit_status"), products),
+        source.read(
             Table.MODULE_VERSIONS,
             ("product_key", "device_name", "module_name", "module_version"),
+            products & ds.field("module_name").isin(sorted({m for _, m, _ in targets})),
         ),
     )
     return [

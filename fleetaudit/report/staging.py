@@ -214,6 +214,13 @@ class RunStaging:
         if rows:
             self._pending.setdefault(table, []).append(rows_to_batch(table, rows))
 
+    def append_table(self, table: str, data: pa.Table) -> None:
+        """Buffer a whole Arrow table of a run table (its schema) until the next commit."""
+        if table not in RUN_TABLES:
+            raise ValueError(f"not a run table: {table!r}")
+        if data.num_rows:
+            self._pending.setdefault(table, []).extend(data.cast(schema_for(table)).to_batches())
+
     def commit(self, tag: str | None = None) -> None:
         """Make everything appended so far durable: parts first, then the journal line.
 
@@ -244,6 +251,10 @@ class RunStaging:
         if tag is not None:
             self._tags.add(tag)
         self._pending.clear()
+
+    def committed_files(self, table: str) -> list[Path]:
+        """The committed part files of `table`, in commit order (for streaming readers)."""
+        return [self.path / _PARTS / parts[table] for parts in self._committed if table in parts]
 
     def committed_tags(self) -> frozenset[str]:
         """The tags of every committed commit (an earlier session's included)."""

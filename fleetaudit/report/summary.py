@@ -17,7 +17,7 @@ import pyarrow.parquet as pq
 
 from fleetaudit.durations import format_duration
 from fleetaudit.errors import UsageError
-from fleetaudit.report.changes import format_changes
+from fleetaudit.report.changes_text import format_changes
 from fleetaudit.report.manifest import AUDIT_STATUSES, SEVERITIES
 from fleetaudit.report.schema import RUN_TABLES
 from fleetaudit.report.staging import LATEST, latest_run

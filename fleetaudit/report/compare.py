@@ -1,0 +1,113 @@
+"""Two runs compared part by part: the devices are split by the end of their names, and only
+one part of each run's tables is read (streamed from Parquet) and compared at a time.
+
+A comparison needs both runs' findings, devices and module versions side by side; for a
+fleet of a million devices that is gigabytes, so the device space is cut into parts of
+about `PART_DEVICES` devices each (by the last two characters of the device name: cheap to
+evaluate inside the Parquet scan, and even for the names fleets use) and
+`changes.compare_runs` (pure) runs on each. Every device falls in exactly one part (the
+last part takes every ending the plan did not list), so the parts add up to the whole.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.dataset as ds
+
+from fleetaudit.report.changes import RunSide, compare_runs
+from fleetaudit.report.runs import SIDE_COLUMNS, PublishedRun
+from fleetaudit.report.schema import schema_for
+from fleetaudit.terms import Table
+
+# Devices per part: the comparison's memory is about this many devices' rows of two runs.
+PART_DEVICES = 50_000
+_ENDING = 2  # characters of the device name that choose its part
+
+
+@dataclass(frozen=True)
+class Source:
+    """Where one run's tables are: `files(table)` lists the Parquet files holding it."""
+
+    run_id: str
+    started_at_ms: int
+    files: Callable[[str], Sequence[Path]]
+    has_changes: bool
+
+    def read(self, table: str, columns: Sequence[str], where: pc.Expression | None) -> pa.Table:
+        """The rows of `table` that `where` keeps, only `columns`, streamed from its files."""
+        full = schema_for(table)
+        schema = pa.schema([full.field(column) for column in columns])
+        files = [str(path) for path in self.files(table)]
+        if not files:
+            return schema.empty_table()
+        dataset = ds.dataset(files, format="parquet", schema=full)
+        return dataset.to_table(columns=list(columns), filter=where).cast(schema)
+
+
+def published_source(run: PublishedRun) -> Source:
+    """A published run as a comparison reads it."""
+
+    def files(table: str) -> list[Path]:
+        return [run.path / f"{table}.parquet"] if run.has_table(table) else []
+
+    return Source(run.run_id, run.started_at_ms, files, run.has_table(Table.CHANGES))
+
+
+def _ending(column: pc.Expression | pa.ChunkedArray) -> pc.Expression | pa.ChunkedArray:
+    return pc.utf8_slice_codeunits(column, start=-_ENDING, stop=2**31 - 1)
+
+
+def device_parts(current: Source, part_devices: int = PART_DEVICES) -> list[pc.Expression]:
+    """Filters that split the device space into parts of about `part_devices` devices of
+    `current` each; the last part holds every ending not planned (devices `current` lacks)."""
+    names = current.read(Table.DEVICES, ["device_name"], None)["device_name"]
+    counts = pc.value_counts(_ending(names)).to_pylist()
+    parts: list[list[str]] = [[]]
+    size = 0
+    for entry in sorted(counts, key=lambda e: str(e["values"])):
+        if parts[-1] and size + entry["counts"] > part_devices:
+            parts.append([])
+            size = 0
+        parts[-1].append(entry["values"])
+        size += entry["counts"]
+    planned = [value for part in parts for value in part]
+    field = _ending(ds.field("device_name"))
+    filters = [pc.is_in(field, value_set=pa.array(part, pa.string())) for part in parts if part]
+    rest = pc.invert(pc.is_in(field, value_set=pa.array(planned, pa.string())))
+    return [*filters, rest | ds.field("device_name").is_null()]
+
+
+def _side(source: Source, where: pc.Expression) -> RunSide:
+    return RunSide(
+        run_id=source.run_id,
+        started_at_ms=source.started_at_ms,
+        findings=source.read(Table.FINDINGS, SIDE_COLUMNS[Table.FINDINGS], where),
+        devices=source.read(Table.DEVICES, SIDE_COLUMNS[Table.DEVICES], where),
+        module_versions=source.read(
+            Table.MODULE_VERSIONS, SIDE_COLUMNS[Table.MODULE_VERSIONS], where
+        ),
+        # The filter may read a column the projection leaves out (device_name here).
+        changes=(
+            source.read(Table.CHANGES, SIDE_COLUMNS[Table.CHANGES], where)
+            if source.has_changes
+            else None
+        ),
+    )
+
+
+def compare_part(current: Source, previous: Source | None, where: pc.Expression) -> pa.Table:
+    """The changes rows of the devices `where` keeps (one of `device_parts`)."""
+    return compare_runs(
+        _side(current, where), _side(previous, where) if previous is not None else None
+    )
+
+
+def compare_in_parts(current: Source, previous: Source | None) -> Iterator[pa.Table]:
+    """The changes table of `current` against `previous`, one part at a time."""
+    for where in device_parts(current):
+        yield compare_part(current, previous, where)
