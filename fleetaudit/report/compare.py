@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pyarrow as pa
 import pyarrow.compute as pc
-import pyarrow.dataset as ds
+import pyarrow.parquet as pq
 
 from fleetaudit.report.changes import RunSide, compare_runs
 from fleetaudit.report.runs import SIDE_COLUMNS, PublishedRun
@@ -25,8 +25,27 @@ from fleetaudit.report.schema import schema_for
 from fleetaudit.terms import Table
 
 # Devices per part: the comparison's memory is about this many devices' rows of two runs.
-PART_DEVICES = 50_000
+PART_DEVICES = 25_000
 _ENDING = 2  # characters of the device name that choose its part
+_BATCH = 16_384  # rows decoded at a time
+
+
+@dataclass(frozen=True)
+class DevicePart:
+    """Devices whose names end in one of `endings`, or (`endings` None) in none of `planned`."""
+
+    endings: tuple[str, ...] | None
+    planned: tuple[str, ...] = ()
+
+    def mask(self, device_names: pa.Array | pa.ChunkedArray) -> pa.Array | pa.ChunkedArray:
+        """Which of `device_names` belong to this part (a null name to the last part)."""
+        ending = pc.utf8_slice_codeunits(device_names, start=-_ENDING, stop=2**31 - 1)
+        if self.endings is not None:
+            return pc.fill_null(
+                pc.is_in(ending, value_set=pa.array(self.endings, pa.string())), False
+            )
+        planned = pc.is_in(ending, value_set=pa.array(self.planned, pa.string()))
+        return pc.fill_null(pc.invert(planned), True)
 
 
 @dataclass(frozen=True)
@@ -38,15 +57,28 @@ class Source:
     files: Callable[[str], Sequence[Path]]
     has_changes: bool
 
-    def read(self, table: str, columns: Sequence[str], where: pc.Expression | None) -> pa.Table:
-        """The rows of `table` that `where` keeps, only `columns`, streamed from its files."""
+    def read(
+        self,
+        table: str,
+        columns: Sequence[str],
+        part: DevicePart | None,
+        keep: Callable[[pa.RecordBatch], pa.Array] | None = None,
+    ) -> pa.Table:
+        """The rows of `table` in `part` (all rows: None) that `keep` keeps, only `columns`,
+        read batch by batch: memory holds the rows kept and one batch, never a whole file.
+        `keep` sees `columns`."""
         full = schema_for(table)
         schema = pa.schema([full.field(column) for column in columns])
-        files = [str(path) for path in self.files(table)]
-        if not files:
-            return schema.empty_table()
-        dataset = ds.dataset(files, format="parquet", schema=full)
-        return dataset.to_table(columns=list(columns), filter=where).cast(schema)
+        wanted = list(dict.fromkeys([*columns, *([] if part is None else ["device_name"])]))
+        kept = []
+        for path in self.files(table):
+            for batch in pq.ParquetFile(path).iter_batches(batch_size=_BATCH, columns=wanted):
+                if part is not None:
+                    batch = batch.filter(part.mask(batch.column("device_name")))
+                if keep is not None:
+                    batch = batch.filter(keep(batch))
+                kept.append(batch.select(list(columns)).cast(schema))
+        return pa.Table.from_batches(kept, schema=schema)
 
 
 def published_source(run: PublishedRun) -> Source:
@@ -58,31 +90,27 @@ def published_source(run: PublishedRun) -> Source:
     return Source(run.run_id, run.started_at_ms, files, run.has_table(Table.CHANGES))
 
 
-def _ending(column: pc.Expression | pa.ChunkedArray) -> pc.Expression | pa.ChunkedArray:
-    return pc.utf8_slice_codeunits(column, start=-_ENDING, stop=2**31 - 1)
-
-
-def device_parts(current: Source, part_devices: int = PART_DEVICES) -> list[pc.Expression]:
-    """Filters that split the device space into parts of about `part_devices` devices of
-    `current` each; the last part holds every ending not planned (devices `current` lacks)."""
+def device_parts(current: Source, part_devices: int = PART_DEVICES) -> list[DevicePart]:
+    """Parts of about `part_devices` devices of `current` each; the last part holds every
+    ending not planned (devices only an earlier run has)."""
     names = current.read(Table.DEVICES, ["device_name"], None)["device_name"]
-    counts = pc.value_counts(_ending(names)).to_pylist()
+    ending = pc.utf8_slice_codeunits(names, start=-_ENDING, stop=2**31 - 1)
+    counts = pc.value_counts(ending).to_pylist()
     parts: list[list[str]] = [[]]
     size = 0
     for entry in sorted(counts, key=lambda e: str(e["values"])):
+        if entry["values"] is None:
+            continue
         if parts[-1] and size + entry["counts"] > part_devices:
             parts.append([])
             size = 0
         parts[-1].append(entry["values"])
         size += entry["counts"]
-    planned = [value for part in parts for value in part]
-    field = _ending(ds.field("device_name"))
-    filters = [pc.is_in(field, value_set=pa.array(part, pa.string())) for part in parts if part]
-    rest = pc.invert(pc.is_in(field, value_set=pa.array(planned, pa.string())))
-    return [*filters, rest | ds.field("device_name").is_null()]
+    planned = tuple(value for part in parts for value in part)
+    return [*(DevicePart(tuple(part)) for part in parts if part), DevicePart(None, planned)]
 
 
-def _side(source: Source, where: pc.Expression) -> RunSide:
+def _side(source: Source, where: DevicePart) -> RunSide:
     return RunSide(
         run_id=source.run_id,
         started_at_ms=source.started_at_ms,
@@ -91,7 +119,6 @@ def _side(source: Source, where: pc.Expression) -> RunSide:
         module_versions=source.read(
             Table.MODULE_VERSIONS, SIDE_COLUMNS[Table.MODULE_VERSIONS], where
         ),
-        # The filter may read a column the projection leaves out (device_name here).
         changes=(
             source.read(Table.CHANGES, SIDE_COLUMNS[Table.CHANGES], where)
             if source.has_changes
@@ -100,7 +127,7 @@ def _side(source: Source, where: pc.Expression) -> RunSide:
     )
 
 
-def compare_part(current: Source, previous: Source | None, where: pc.Expression) -> pa.Table:
+def compare_part(current: Source, previous: Source | None, where: DevicePart) -> pa.Table:
     """The changes rows of the devices `where` keeps (one of `device_parts`)."""
     return compare_runs(
         _side(current, where), _side(previous, where) if previous is not None else None

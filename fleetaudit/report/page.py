@@ -34,6 +34,11 @@ AGE_BUCKETS: tuple[tuple[str, int], ...] = (
     ("30-90d", 90 * 86_400),
     ("> 90d", 2**62),
 )
+# What the page shows of the changes table (its other columns are never read).
+_CHANGE_COLUMNS = (
+    "change", "finding_key", "finding_type", "severity", "product_key", "device_name",
+    "module_name", "from_version", "to_version", "first_seen_at", "detail",
+)  # fmt: skip
 _SEVERITIES = pa.array([Severity.CRITICAL, Severity.WARNING, Severity.INFO], pa.string())
 
 
@@ -55,10 +60,9 @@ def report_values(run: PublishedRun, earlier: Sequence[PublishedRun]) -> ReportV
         (label, [next((t.share for t in tr.targets if t.label == label), None) for tr in trends])
         for label in labels
     ]
-    changes = run.table(Table.CHANGES)
-    new, more_new = _finding_rows(changes, Change.NEW)
-    resolved, more_resolved = _finding_rows(changes, Change.RESOLVED)
-    moves, more_moves = _moves(changes)
+    new, more_new = _finding_rows(run, Change.NEW)
+    resolved, more_resolved = _finding_rows(run, Change.RESOLVED)
+    moves, more_moves = _moves(run)
     versions, more_groups = _version_groups(run)
     worst, more_worst = _worst(
         run.table(Table.FINDINGS, ("severity", "product_key", "device_name", "finding_type"))
@@ -101,15 +105,21 @@ def run_label(run_id: str) -> str:
     return run_id
 
 
-def _finding_rows(changes: pa.Table, change: Change) -> tuple[list[dict[str, Any]], int]:
-    """The first MAX_ROWS findings of one change, critical first (Arrow sorts, Python shows)."""
-    chosen = changes.filter(pc.equal(changes["change"], change))
-    rank = pc.fill_null(pc.index_in(chosen["severity"], value_set=_SEVERITIES), len(_SEVERITIES))
-    chosen = chosen.append_column("rank", rank).sort_by(
-        [("rank", "ascending"), ("finding_type", "ascending"), ("finding_key", "ascending")]
-    )
+def _finding_rows(run: PublishedRun, change: Change) -> tuple[list[dict[str, Any]], int]:
+    """The first MAX_ROWS findings of one change, critical first. The changes table is read
+    batch by batch and only the best MAX_ROWS kept, so memory does not grow with the run."""
+    best: pa.Table | None = None
+    total = 0
+    order = [("rank", "ascending"), ("finding_type", "ascending"), ("finding_key", "ascending")]
+    for batch in run.batches(Table.CHANGES, _CHANGE_COLUMNS):
+        chosen = pa.Table.from_batches([batch]).filter(pc.equal(batch.column("change"), change))
+        total += chosen.num_rows
+        rank = pc.index_in(chosen["severity"], value_set=_SEVERITIES)
+        chosen = chosen.append_column("rank", pc.fill_null(rank, len(_SEVERITIES)))
+        merged = chosen if best is None else pa.concat_tables([best, chosen])
+        best = merged.sort_by(order).slice(0, MAX_ROWS)
     shown = []
-    for row in chosen.slice(0, MAX_ROWS).to_pylist():
+    for row in best.to_pylist() if best is not None else []:
         seen = row["first_seen_at"]
         shown.append(
             {
@@ -118,27 +128,36 @@ def _finding_rows(changes: pa.Table, change: Change) -> tuple[list[dict[str, Any
                 "first_seen": f"{seen:%Y-%m-%d %H:%M}" if isinstance(seen, datetime) else "",
             }
         )
-    return shown, max(0, chosen.num_rows - MAX_ROWS)
+    return shown, max(0, total - MAX_ROWS)
 
 
-def _moves(changes: pa.Table) -> tuple[list[tuple[str, str, str, str, int]], int]:
-    moves = version_moves(changes)
+def _moves(run: PublishedRun) -> tuple[list[tuple[str, str, str, str, int]], int]:
+    counts: dict[tuple[str, str, str, str], int] = {}
+    for batch in run.batches(Table.CHANGES, _CHANGE_COLUMNS):
+        for product_key, module, was, now, n in version_moves(pa.Table.from_batches([batch])):
+            key = (product_key, module, was, now)
+            counts[key] = counts.get(key, 0) + n
+    moves = sorted(((*k, n) for k, n in counts.items()), key=lambda m: (-m[4], m[0], m[1]))
     return moves[:MAX_MOVES], max(0, len(moves) - MAX_MOVES)
 
 
 def _version_groups(run: PublishedRun) -> tuple[list[VersionGroup], int]:
-    versions = run.table(Table.MODULE_VERSIONS, ("product_key", "module_name", "module_version"))
     keys = ["product_key", "module_name", "module_version"]
-    grouped = versions.group_by(keys).aggregate([([], "count_all")]).to_pylist()
+    tally: dict[tuple[str, str, str], int] = {}
+    for batch in run.batches(Table.MODULE_VERSIONS, keys):  # memory: distinct versions only
+        for row in (
+            pa.Table.from_batches([batch]).group_by(keys).aggregate([([], "count_all")]).to_pylist()
+        ):
+            key = (row["product_key"], row["module_name"], row["module_version"])
+            tally[key] = tally.get(key, 0) + row["count_all"]
     targets = {
         (t.get("product_key"), t.get("module")): t.get("version")
         for t in run.manifest.get("targets", [])
         if isinstance(t, Mapping)
     }
     per_group: dict[tuple[str, str], list[tuple[str, int]]] = {}
-    for row in grouped:
-        key = (row["product_key"], row["module_name"])
-        per_group.setdefault(key, []).append((row["module_version"], row["count_all"]))
+    for (product_key, module, version), n in tally.items():
+        per_group.setdefault((product_key, module), []).append((version, n))
     groups = []
     for (product_key, module), counts in per_group.items():
         counts.sort(key=lambda vc: (-vc[1], vc[0]))

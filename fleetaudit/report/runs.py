@@ -85,6 +85,12 @@ class PublishedRun:
             schema = pa.schema([schema.field(column) for column in columns])
         return schema.empty_table()
 
+    def batches(self, name: str, columns: Sequence[str]) -> Iterator[pa.RecordBatch]:
+        """One of the run's tables batch by batch (nothing if the run lacks it)."""
+        path = self.path / f"{name}.parquet"
+        if path.is_file():
+            yield from pq.ParquetFile(path).iter_batches(batch_size=65_536, columns=list(columns))
+
     def has_table(self, name: str) -> bool:
         return (self.path / f"{name}.parquet").is_file()
 

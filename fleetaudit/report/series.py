@@ -10,10 +10,12 @@ compare twice.
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-import pyarrow.dataset as ds
+import pyarrow as pa
+import pyarrow.compute as pc
 
 from fleetaudit.audit.findings import expected_versions
 from fleetaudit.policy import Policy
@@ -66,16 +68,10 @@ def target_records(staging: RunStaging, policy: Policy) -> list[dict[str, Any]]:
     if not targets:
         return []
     source = staged_source(staging)
-    products = ds.field("product_key").isin(sorted({pk for pk, _, _ in targets}))
-    shares = target_shares(
-        targets,
-        source.read(Table.DEVICES, ("product_key", "device_name", "audit_status"), products),
-        source.read(
-            Table.MODULE_VERSIONS,
-            ("product_key", "device_name", "module_name", "module_version"),
-            products & ds.field("module_name").isin(sorted({m for _, m, _ in targets})),
-        ),
-    )
+    devices = source.read(Table.DEVICES, ("product_key", "device_name", "audit_status"), None)
+    columns = ("product_key", "device_name", "module_name", "module_version")
+    versions = source.read(Table.MODULE_VERSIONS, columns, None, keep=_targeted(targets))
+    shares = target_shares(targets, devices, versions)
     return [
         {
             "product_key": s.product_key,
@@ -86,6 +82,23 @@ def target_records(staging: RunStaging, policy: Policy) -> list[dict[str, Any]]:
         }
         for s in shares
     ]
+
+
+def _targeted(targets: Sequence[tuple[str, str, str]]) -> Callable[[pa.RecordBatch], pa.Array]:
+    """A batch filter keeping the rows of the targets' (product, module) pairs."""
+    pairs = sorted({(product_key, module) for product_key, module, _ in targets})
+
+    def keep(batch: pa.RecordBatch) -> pa.Array:
+        mask = pa.array([False] * batch.num_rows)
+        for product_key, module in pairs:
+            pair = pc.and_(
+                pc.equal(batch.column("product_key"), product_key),
+                pc.equal(batch.column("module_name"), module),
+            )
+            mask = pc.or_(mask, pc.fill_null(pair, False))
+        return mask
+
+    return keep
 
 
 def write_report(run_dir: Path, out: Path) -> Path:
