@@ -24,8 +24,10 @@ from fleetaudit.report.runs import SIDE_COLUMNS, PublishedRun
 from fleetaudit.report.schema import schema_for
 from fleetaudit.terms import Table
 
-# Devices per part: the comparison's memory is about this many devices' rows of two runs.
-PART_DEVICES = 25_000
+# Devices per part: the comparison's memory is about this many devices' rows of two runs
+# (BENCHMARKS.md: 10k keeps a 100k-device run's end within ~60 MB of its collecting phase;
+# each part reads every file once more, about 0.3 s per part at 100k devices).
+PART_DEVICES = 10_000
 _ENDING = 2  # characters of the device name that choose its part
 _BATCH = 16_384  # rows decoded at a time
 
@@ -72,7 +74,10 @@ class Source:
         wanted = list(dict.fromkeys([*columns, *([] if part is None else ["device_name"])]))
         kept = []
         for path in self.files(table):
-            for batch in pq.ParquetFile(path).iter_batches(batch_size=_BATCH, columns=wanted):
+            batches = pq.ParquetFile(path, pre_buffer=False).iter_batches(
+                batch_size=_BATCH, columns=wanted, use_threads=False
+            )
+            for batch in batches:
                 if part is not None:
                     batch = batch.filter(part.mask(batch.column("device_name")))
                 if keep is not None:
@@ -138,3 +143,10 @@ def compare_in_parts(current: Source, previous: Source | None) -> Iterator[pa.Ta
     """The changes table of `current` against `previous`, one part at a time."""
     for where in device_parts(current):
         yield compare_part(current, previous, where)
+        release_memory()
+
+
+def release_memory() -> None:
+    """Give the memory of a finished part back (the allocator would keep it for reuse,
+    and the peak RSS of a run is what an operator sizes the machine for)."""
+    pa.default_memory_pool().release_unused()

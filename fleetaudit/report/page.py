@@ -64,9 +64,7 @@ def report_values(run: PublishedRun, earlier: Sequence[PublishedRun]) -> ReportV
     resolved, more_resolved = _finding_rows(run, Change.RESOLVED)
     moves, more_moves = _moves(run)
     versions, more_groups = _version_groups(run)
-    worst, more_worst = _worst(
-        run.table(Table.FINDINGS, ("severity", "product_key", "device_name", "finding_type"))
-    )
+    worst, more_worst = _worst(run)
     return ReportValues(
         run_id=run.run_id,
         started_at=str(manifest.get("started_at", "")),
@@ -197,19 +195,18 @@ def _stalled_ages(run: PublishedRun) -> dict[str, list[int]]:
     return dict(sorted(ages.items()))
 
 
-def _worst(findings: pa.Table) -> tuple[list[dict[str, Any]], int]:
-    """Devices by critical findings, then by findings (grouped by Arrow, MAX_ROWS shown)."""
+def _worst(run: PublishedRun) -> tuple[list[dict[str, Any]], int]:
+    """Devices by critical findings, then by findings: counted by Arrow over three columns,
+    then a second pass reads the finding types of the MAX_ROWS devices shown only."""
+    findings = run.table(Table.FINDINGS, ("severity", "product_key", "device_name"))
     per_device = findings.filter(pc.is_valid(findings["device_name"]))
     for severity in _SEVERITIES.to_pylist():
         is_it = pc.cast(pc.equal(per_device["severity"], severity), pa.int64())
         per_device = per_device.append_column(severity, is_it)
     grouped = per_device.group_by(["product_key", "device_name"]).aggregate(
-        [
-            ([], "count_all"),
-            *((s, "sum") for s in _SEVERITIES.to_pylist()),
-            ("finding_type", "distinct"),
-        ]
+        [([], "count_all"), *((s, "sum") for s in _SEVERITIES.to_pylist())]
     )
+    del findings, per_device
     ranked = grouped.sort_by(
         [
             ("critical_sum", "descending"),
@@ -218,6 +215,17 @@ def _worst(findings: pa.Table) -> tuple[list[dict[str, Any]], int]:
             ("device_name", "ascending"),
         ]
     )
+    top = ranked.slice(0, MAX_ROWS).to_pylist()
+    types: dict[tuple[str, str], set[str]] = {
+        (r["product_key"], r["device_name"]): set() for r in top
+    }
+    names = pa.array(sorted({name for _, name in types}), pa.string())
+    for batch in run.batches(Table.FINDINGS, ("product_key", "device_name", "finding_type")):
+        shown = batch.filter(pc.fill_null(pc.is_in(batch.column("device_name"), names), False))
+        for row in shown.to_pylist():
+            kinds = types.get((row["product_key"], row["device_name"]))
+            if kinds is not None:
+                kinds.add(row["finding_type"])
     rows = [
         {
             "device": f"{r['product_key']}/{r['device_name']}",
@@ -225,8 +233,8 @@ def _worst(findings: pa.Table) -> tuple[list[dict[str, Any]], int]:
             "critical": r["critical_sum"],
             "warning": r["warning_sum"],
             "info": r["info_sum"],
-            "types": ", ".join(sorted(r["finding_type_distinct"])),
+            "types": ", ".join(sorted(types[(r["product_key"], r["device_name"])])),
         }
-        for r in ranked.slice(0, MAX_ROWS).to_pylist()
+        for r in top
     ]
     return rows, max(0, ranked.num_rows - MAX_ROWS)

@@ -20,7 +20,13 @@ import pyarrow.compute as pc
 from fleetaudit.audit.findings import expected_versions
 from fleetaudit.policy import Policy
 from fleetaudit.report.changes import summarize_changes
-from fleetaudit.report.compare import Source, compare_part, device_parts, published_source
+from fleetaudit.report.compare import (
+    Source,
+    compare_part,
+    device_parts,
+    published_source,
+    release_memory,
+)
 from fleetaudit.report.page import render_run_report
 from fleetaudit.report.resume import committed_lookups
 from fleetaudit.report.runs import open_run, previous_run, series_runs
@@ -55,6 +61,7 @@ def commit_changes(staging: RunStaging, series: str) -> dict[str, Any]:
         if tag not in done:
             staging.append_table(Table.CHANGES, compare_part(current, before, where))
             staging.commit(tag)
+            release_memory()
     committed = current.read(Table.CHANGES, ("change", "severity"), None)
     return summarize_changes(committed, previous.run_id if previous is not None else None)
 
@@ -104,6 +111,7 @@ def _targeted(targets: Sequence[tuple[str, str, str]]) -> Callable[[pa.RecordBat
 def write_report(run_dir: Path, out: Path) -> Path:
     """report.html for the run in `run_dir` (published or about to be), with the earlier
     runs of its series in `out` as its history; written atomically, returns its path."""
+    release_memory()  # what the end of the run used is not needed for the page
     run = open_run(run_dir)
     earlier = [r for r in series_runs(out, run.series, up_to=run.run_id) if r.run_id != run.run_id]
     path = run_dir / REPORT_FILE
