@@ -4,9 +4,11 @@ one part of each run's tables is read (streamed from Parquet) and compared at a 
 A comparison needs both runs' findings, devices and module versions side by side; for a
 fleet of a million devices that is gigabytes, so the device space is cut into parts of
 about `PART_DEVICES` devices each (by the last two characters of the device name: cheap to
-evaluate inside the Parquet scan, and even for the names fleets use) and
-`changes.compare_runs` (pure) runs on each. Every device falls in exactly one part (the
-last part takes every ending the plan did not list), so the parts add up to the whole.
+evaluate on each batch read, and even for serial-numbered names) and `changes.compare_runs`
+(pure) runs on each. Every device falls in exactly one part (the last part takes every
+ending the plan did not list), so the parts add up to the whole. Parts are only as even as
+the endings: names that all end alike make one part (correct, but not bounded); a hash of
+the name would fix that once Arrow offers one to compute.
 """
 
 from __future__ import annotations
