@@ -306,6 +306,8 @@ def duckdb_count(run_dir: Path, size: int) -> Row:
 def report(sizes: Sequence[int], work: Path, plotly: bool) -> list[Row]:
     """(6) report.html at each fleet size (the demo's seed and policy), on a second night of
     the series so that its changes are drawn too: size, write time, Chromium render time."""
+    if not (shutil.which("chromium") or shutil.which("chromium-browser")):
+        return [("6. report.html", "skipped (no chromium on PATH)", "")]
     rows: list[Row] = []
     policy = ROOT / "sample_inputs" / "demo-policy.toml"
     for size in sizes:
