@@ -10,6 +10,7 @@ minutes on 2 cores; `--full` adds the large size (1M devices, about 10 minutes m
     make bench BENCH_ARGS="--full"              # also 1M devices
     .venv/bin/python benchmarks/run.py --only sweep    # devices vs jobs, 100k devices
     .venv/bin/python benchmarks/run.py --only overhead --runs 5
+    .venv/bin/python benchmarks/run.py --only report --plotly   # report.html, ~6 min
 """
 
 from __future__ import annotations
@@ -37,6 +38,10 @@ SEED = 1
 UNPACED = 10_000
 PER_DEVICE = ("ListOTAModuleVersionsByDevice", "ListOTAUnfinishedTaskByDevice")
 Row = tuple[str, str, str]  # (measure, value, goal)
+EVERY_PART = (
+    "quota", "sdk", "overhead", "memory", "emulator", "commit", "sweep", "sampled", "shared",
+    "report",
+)  # fmt: skip
 
 
 def fleetaudit_run(
@@ -304,6 +309,41 @@ def duckdb_count(run_dir: Path, size: int) -> Row:
     return (label, f"{median(times) * 1000:.0f} ms", "")
 
 
+def report(sizes: Sequence[int], work: Path, plotly: bool) -> list[Row]:
+    """(6) report.html at each fleet size (the demo's seed and policy), on a second night of
+    the series so that its changes are drawn too: size, write time, Chromium render time."""
+    if not (shutil.which("chromium") or shutil.which("chromium-browser")):
+        return [("6. report.html", "skipped (no chromium on PATH)", "")]
+    rows: list[Row] = []
+    policy = ROOT / "sample_inputs" / "demo-policy.toml"
+    for size in sizes:
+        fleet = write_devices(size, 7, work / f"devices-demo-{size}.csv")
+        out = work / f"report-{size}"
+        shutil.rmtree(out, ignore_errors=True)
+        with emulator(size, 7) as emu:
+            for night in ("2026-01-01T02:00:00Z", "2026-01-02T02:00:00Z"):
+                run_child(
+                    [PYTHON, "-m", "fleetaudit", "run", "--endpoint", emu.url, "--devices",
+                     str(fleet), "--policy", str(policy), "--out", str(out), "--qps",
+                     str(UNPACED), "--now", night, "--log-format", "json"]
+                )  # fmt: skip
+        script = [PYTHON, str(ROOT / "benchmarks" / "report_render.py"), str(out)]
+        measured = json.loads(run_child([*script, *(["--plotly"] if plotly else [])]).stdout)
+        print(f"  report {size}: {measured}", flush=True)
+        kib, write_ms = measured["bytes"] / 1024, measured["write_s"] * 1000
+        rows.append(
+            (f"6. report.html, {size} devices: size / write / render",
+             f"{kib:.0f} KiB / {write_ms:.0f} ms / {measured['render_ms']:.0f} ms", "")
+        )  # fmt: skip
+        if plotly:
+            kib = measured["plotly_bytes"] / 1024
+            rows.append(
+                (f"6. same charts by Plotly (plotly.js inlined), {size} devices: size / render",
+                 f"{kib:.0f} KiB / {measured['plotly_render_ms']:.0f} ms", "")
+            )  # fmt: skip
+    return rows
+
+
 def emulator_rate(devices: int, work: Path) -> list[Row]:
     """The emulator's own request rate on one core (bare client pinned to the other)."""
     if not shutil.which("taskset") or (os.cpu_count() or 1) < 2:
@@ -441,17 +481,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument(
         "--only",
         action="append",
-        choices=(
-            "quota",
-            "sdk",
-            "overhead",
-            "memory",
-            "emulator",
-            "commit",
-            "shared",
-            "sweep",
-            "sampled",
-        ),
+        choices=EVERY_PART,
         help="run only these parts (repeatable); sdk implies quota",
     )
     parser.add_argument("--quota-devices", type=int, default=3000)
@@ -459,10 +489,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--sweep-devices", type=int, default=100_000)
     parser.add_argument("--sweep-quota", type=float, default=2000.0, help="calls/s per action")
     parser.add_argument("--work", type=Path, default=ROOT / "out" / "bench")
-    args = parser.parse_args(argv)
-    parts = set(
-        args.only or ("quota", "sdk", "overhead", "memory", "emulator", "commit", "sweep", "shared")
+    parser.add_argument(
+        "--plotly", action="store_true", help="report: also Plotly's page (pip install plotly)"
     )
+    args = parser.parse_args(argv)
+    parts = set(args.only or EVERY_PART)
     args.work.mkdir(parents=True, exist_ok=True)
     started = time.perf_counter()
     rows: list[Row] = []
@@ -487,6 +518,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         # One run each (they take a minute of quota-bound wall time apiece); --full adds the
         # two runs without a shared store, as before issue 12.
         rows += shared_quota(args.work / "shared", baseline=args.full)
+    if "report" in parts:
+        rows += report([3000, 100000], args.work, args.plotly)
     print_table(rows, args.runs, time.perf_counter() - started)
     (args.work / "results.json").write_text(json.dumps(rows, indent=1))
     return 0

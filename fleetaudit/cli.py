@@ -6,6 +6,7 @@ import argparse
 import logging
 import os
 import sys
+import time
 from collections.abc import Sequence
 from functools import partial
 from pathlib import Path
@@ -144,6 +145,52 @@ def build_parser() -> argparse.ArgumentParser:
         "run_dir", type=Path, metavar="RUN_DIR", help="a run directory, OUT or OUT/LATEST"
     )
     summary.set_defaults(handler=_summary_command)
+
+    diff = commands.add_parser(
+        "diff",
+        help="what changed between two runs",
+        description="Compare two finished runs: findings new, resolved and persisting (keyed "
+        "as changes.parquet keys them), module versions moved, devices joined or left.",
+        epilog="example:\n  fleetaudit diff reports/run_date=2026-11-22/run_id=... "
+        "reports/run_date=2026-11-23/run_id=...",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    diff.add_argument("run_a", type=Path, metavar="RUN_A", help="the older run directory")
+    diff.add_argument("run_b", type=Path, metavar="RUN_B", help="the newer run directory")
+    diff.add_argument(
+        "--show", type=int, default=20, metavar="N", help="rows listed per kind of change"
+    )
+    diff.set_defaults(handler=_diff_command)
+
+    history = commands.add_parser(
+        "history",
+        help="trends over the published runs in OUT",
+        description="One line per published run of a series, oldest first: devices by "
+        "status, findings, stalled tasks, new and resolved findings, the gate, and each "
+        "target's on-target share.",
+        epilog="examples:\n  fleetaudit history reports/\n"
+        "  fleetaudit history reports/ --series nightly",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    history.add_argument("out", type=Path, metavar="OUT", help="where runs are written")
+    history.add_argument(
+        "--series", metavar="NAME", help="which series (default: the series LATEST's run is in)"
+    )
+    history.set_defaults(handler=_history_command)
+
+    report = commands.add_parser(
+        "report",
+        help="write a run's report.html again",
+        description="Write report.html into a finished run directory (every run writes one; "
+        "this redraws it, e.g. for a run published by an older fleetaudit). RUN_DIR may also "
+        "be OUT or OUT/LATEST.",
+        epilog="example:\n  fleetaudit report reports/LATEST",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    report.add_argument(
+        "run_dir", type=Path, metavar="RUN_DIR", help="a run directory, OUT or OUT/LATEST"
+    )
+    report.set_defaults(handler=_report_command)
     return parser
 
 
@@ -237,4 +284,35 @@ def _summary_command(args: argparse.Namespace) -> int:
     from fleetaudit.report.summary import find_run_dir, summarize_run
 
     print(summarize_run(find_run_dir(args.run_dir)))
+    return 0
+
+
+def _diff_command(args: argparse.Namespace) -> int:
+    import pyarrow as pa
+
+    from fleetaudit.report.changes_text import format_diff
+    from fleetaudit.report.compare import compare_in_parts, published_source
+    from fleetaudit.report.runs import open_run
+
+    older, newer = open_run(args.run_a), open_run(args.run_b)
+    parts = compare_in_parts(published_source(newer), published_source(older))
+    changes = pa.concat_tables(parts)
+    print(format_diff(changes, older.run_id, newer.run_id, show=max(0, args.show)))
+    return 0
+
+
+def _history_command(args: argparse.Namespace) -> int:
+    from fleetaudit.report.runs import history_of
+
+    print(history_of(args.out, args.series, now_ms=round(time.time() * 1000)))
+    return 0
+
+
+def _report_command(args: argparse.Namespace) -> int:
+    from fleetaudit.report.runs import out_of
+    from fleetaudit.report.series import write_report
+    from fleetaudit.report.summary import find_run_dir
+
+    run_dir = find_run_dir(args.run_dir)
+    print(write_report(run_dir, out_of(run_dir)))
     return 0

@@ -70,6 +70,12 @@ class GateRules:
     show_devices: int = setting(
         Whole(1, 100_000), "device names printed per tripped rule", default=10
     )
+    max_new_critical: int | None = setting(
+        _COUNT, "more critical findings new since the previous run of the series than this"
+    )
+    max_new: int | None = setting(
+        _COUNT, "more findings new since the previous run of the series than this"
+    )
     drift_bound: str = setting(
         Choice(("lower", "estimate", "upper")), "with a `sample`, the bound of the drift "
         "share's 95 percent interval that max_drift_percent is checked against", default="lower",
@@ -86,6 +92,8 @@ class GateRules:
         return (
             self.max_critical is not None
             or self.max_stalled_tasks is not None
+            or self.max_new_critical is not None
+            or self.max_new is not None
             or self.max_drift_percent is not None
             or self.fail_on_unfinished_tasks
         )
@@ -214,6 +222,10 @@ class Settings:
         SampleSize(), "audit the module versions of a uniform random sample of the gate's "
         "scope only (the gate's drift share then has a 95 percent interval); tasks stay complete",
         flag="--sample", metavar="N|P%", identity=True,
+    )  # fmt: skip
+    series: str | None = setting(
+        Text(), "the runs compared with each other (changes.parquet, history): default, the "
+        "device list's absolute path", flag="--series", metavar="NAME",
     )  # fmt: skip
     gate: GateRules = setting(Section(GateRules), "the [gate] table", default=GateRules())
 

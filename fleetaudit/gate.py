@@ -8,6 +8,8 @@ manifest by `gate_record` and printed from that record by `format_gate`:
     [gate]
     max_critical = 0               # more critical findings than this trips the gate
     max_stalled_tasks = 10         # more stalled_task findings than this
+    max_new_critical = 0           # critical findings new since the previous run (changes)
+    max_new = 50                   # findings new since the previous run
     max_drift_percent = 5.0        # more than this % of the scoped devices drifting
     fail_on_unfinished_tasks = true  # any scoped device with an unfinished task
     product_key = "a1B2c3D4e5F"    # scope of the drift and unfinished-task rules
@@ -32,14 +34,22 @@ import pyarrow.parquet as pq
 from fleetaudit.audit.sampling import GateSample, wilson
 from fleetaudit.config import GateRules
 from fleetaudit.report.schema import schema_for
-from fleetaudit.terms import AuditStatus, FindingType, Severity
+from fleetaudit.terms import AuditStatus, Change, FindingType, Severity
 
 # The rules that can trip, in the order they are checked and printed.
-RULES = ("max_critical", "max_stalled_tasks", "max_drift_percent", "fail_on_unfinished_tasks")
+RULES = (
+    "max_critical",
+    "max_stalled_tasks",
+    "max_new_critical",
+    "max_new",
+    "max_drift_percent",
+    "fail_on_unfinished_tasks",
+)
 _TABLE_COLUMNS: Mapping[str, tuple[str, ...]] = {
     "findings": ("finding_type", "severity", "product_key", "device_name", "module_name"),
     "devices": ("product_key", "device_name", "audit_status", "module_count"),
     "tasks": ("product_key", "device_name", "module_name", "task_status"),
+    "changes": ("change", "severity", "product_key", "device_name", "module_name"),
 }
 
 
@@ -60,10 +70,14 @@ def evaluate_gate(rules: GateRules, run_dir: Path) -> list[GateViolation]:
     """The rules a finished run directory trips (reads only the columns the rules need)."""
     if not rules.enabled:
         return []
-    tables = {
-        name: pq.read_table(run_dir / f"{name}.parquet", columns=list(columns))
-        for name, columns in _TABLE_COLUMNS.items()
-    }
+    tables = {}
+    for name, columns in _TABLE_COLUMNS.items():
+        path = run_dir / f"{name}.parquet"
+        if path.is_file():
+            tables[name] = pq.read_table(path, columns=list(columns))
+        else:  # changes.parquet is new in schema 4: an older run has nothing new
+            full = schema_for(name)
+            tables[name] = pa.schema([full.field(column) for column in columns]).empty_table()
     return check_gate(rules, tables)
 
 
@@ -115,7 +129,7 @@ def _gate_tables(batches: Callable[[str], Iterable[pa.RecordBatch]]) -> dict[str
 def check_gate(
     rules: GateRules, tables: Mapping[str, pa.Table], sample: GateSample | None = None
 ) -> list[GateViolation]:
-    """The rules that `tables` (findings, devices, tasks) trip, in the order listed (pure).
+    """The rules that `tables` (findings, devices, tasks, changes) trip, in order (pure).
 
     With a `sample` the drift rule judges the sampled devices' share by its 95% interval.
     """
@@ -131,6 +145,18 @@ def check_gate(
         if stalled.num_rows > rules.max_stalled_tasks:
             reason = f"{stalled.num_rows} stalled tasks (at most {rules.max_stalled_tasks})"
             violations.append(_violation(rules, "max_stalled_tasks", reason, stalled))
+    new = _new_findings(tables.get("changes"))
+    if rules.max_new_critical is not None:
+        critical = new.filter(pc.equal(new["severity"], Severity.CRITICAL))
+        if critical.num_rows > rules.max_new_critical:
+            reason = (
+                f"{critical.num_rows} new critical findings since the previous run "
+                f"(at most {rules.max_new_critical})"
+            )
+            violations.append(_violation(rules, "max_new_critical", reason, critical))
+    if rules.max_new is not None and new.num_rows > rules.max_new:
+        reason = f"{new.num_rows} new findings since the previous run (at most {rules.max_new})"
+        violations.append(_violation(rules, "max_new", reason, new))
     if rules.max_drift_percent is not None:
         drift = _drift_violation(
             rules, rules.max_drift_percent, findings, tables["devices"], sample
@@ -147,6 +173,15 @@ def check_gate(
             )
             violations.append(_violation(rules, "fail_on_unfinished_tasks", reason, tasks))
     return violations
+
+
+def _new_findings(changes: pa.Table | None) -> pa.Table:
+    """The changes table's `new` rows (none when the run has no changes table)."""
+    if changes is None:
+        full = schema_for("changes")
+        columns = _TABLE_COLUMNS["changes"]
+        return pa.schema([full.field(column) for column in columns]).empty_table()
+    return changes.filter(pc.equal(changes["change"], Change.NEW))
 
 
 def drift_share(

@@ -54,6 +54,7 @@ from fleetaudit.report.resume import (
     finding_counts,
     value_counts,
 )
+from fleetaudit.report.series import commit_changes, target_records, write_report_quietly
 from fleetaudit.report.staging import RunStaging, SetAside, remove_stale_staging
 from fleetaudit.settings import manifest_values
 from fleetaudit.sweep import Sweep
@@ -175,6 +176,10 @@ async def run_audit(
         raise stopped from None
     targeted = targeted_modules(policy)
     await anyio.to_thread.run_sync(commit_majority_findings, staging, targeted)
+    # Before the gate: its new-finding rules read the changes this commits.
+    series = settings.series or str(settings.devices.resolve())
+    changes = await anyio.to_thread.run_sync(commit_changes, staging, series)
+    targets = await anyio.to_thread.run_sync(target_records, staging, policy)
 
     device_counts = value_counts(staging, Table.DEVICES, "audit_status")
     audited = sum(device_counts.values())
@@ -205,10 +210,18 @@ async def run_audit(
             "gate": gate,
             "tasks": tasks_record(staging, settings, sweep),
             "quota": api_stats.pacing,
+            "series": series,
+            "changes": changes,
+            "targets": targets,
         },
     )
     run_dir = await anyio.to_thread.run_sync(
-        partial(staging.finalize, manifest, trusted=coverage >= settings.min_coverage)
+        partial(
+            staging.finalize,
+            manifest,
+            trusted=coverage >= settings.min_coverage,
+            before_publish=partial(write_report_quietly, out=settings.out),
+        )
     )
     exit_code = 0 if coverage >= settings.min_coverage else RunIncomplete.exit_code
     return RunOutcome(run_dir=run_dir, manifest=manifest, exit_code=exit_code)

@@ -51,8 +51,20 @@ class Table(StrEnum):
     FINDINGS = "findings"
     ERRORS = "errors"
     TASK_DISAGREEMENTS = "task_disagreements"
+    CHANGES = "changes"
     CANCEL_PLAN = "cancel_plan"
     REMEDIATION = "remediation"
+
+
+class Change(StrEnum):
+    """What changes.parquet says happened since the previous run of the same series."""
+
+    NEW = "new"  # a finding this run has and the previous run did not
+    RESOLVED = "resolved"  # a finding the previous run had and this run does not
+    PERSISTING = "persisting"  # a finding both runs have (its first sighting carried forward)
+    VERSION_CHANGED = "version_changed"  # a module's version moved (from -> to)
+    DEVICE_JOINED = "device_joined"  # a device in this run's list, not in the previous one
+    DEVICE_LEFT = "device_left"  # a device in the previous run's list, not in this one
 
 
 class Action(StrEnum):

@@ -28,7 +28,7 @@ from fleetaudit.emulator.fleet import StaticFleet
 from fleetaudit.models import Credentials
 from fleetaudit.pipeline import RunOutcome, run_audit
 from fleetaudit.policy import Policy
-from fleetaudit.report.schema import TABLES
+from fleetaudit.report.schema import RUN_TABLES, TABLES
 
 from helpers import (
     FIXED_NOW,
@@ -307,7 +307,7 @@ def test_manifest_matches_tables(scenario_out: Path) -> None:
     assert required | {"fleetaudit_version", "config", "counts", "api", "rows"} <= set(manifest)
     assert (manifest["status"], manifest["run_id"]) == ("complete", run_dir.name[len("run_id=") :])
     assert manifest["rows"] == {
-        t: pq.read_metadata(run_dir / f"{t}.parquet").num_rows for t in TABLES
+        t: pq.read_metadata(run_dir / f"{t}.parquet").num_rows for t in RUN_TABLES
     }
     statuses = Counter(read_table(scenario_out, "devices").column("audit_status").to_pylist())
     assert manifest["counts"]["devices"] == {"ok": 18, "not_found": 1, "error": 0}

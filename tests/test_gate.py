@@ -62,9 +62,12 @@ def _task(device: str, module: str = "default", product: str = "pkA") -> dict[st
 
 
 def _tables(
-    findings: Sequence[object] = (), devices: Sequence[object] = (), tasks: Sequence[object] = ()
+    findings: Sequence[object] = (),
+    devices: Sequence[object] = (),
+    tasks: Sequence[object] = (),
+    changes: Sequence[object] = (),
 ) -> dict[str, pa.Table]:
-    rows = {"findings": findings, "devices": devices, "tasks": tasks}
+    rows = {"findings": findings, "devices": devices, "tasks": tasks, "changes": changes}
     return {name: pa.Table.from_batches([rows_to_batch(name, r)]) for name, r in rows.items()}
 
 

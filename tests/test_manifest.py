@@ -41,7 +41,7 @@ def _manifest(**overrides: object) -> dict[str, object]:
 def test_identity_and_versions() -> None:
     """The manifest names the schema version, the fleetaudit version and the run."""
     manifest = _manifest()
-    assert manifest["schema_version"] == 3
+    assert manifest["schema_version"] == 4
     assert manifest["fleetaudit_version"] == fleetaudit.__version__
     assert manifest["run_id"] == "20241119T094743Z-00abcd"
     assert manifest["status"] == "complete"

@@ -33,6 +33,8 @@ LIGHT_MODULES = (
     "fleetaudit.errors",
     "fleetaudit.remediation.plan",
     "fleetaudit.remediation.render",
+    "fleetaudit.report.svg",
+    "fleetaudit.report.html",
 )
 # No I/O framework, but pyarrow is theirs to use: they read or describe Parquet tables.
 ARROW_MODULES = (
@@ -41,6 +43,10 @@ ARROW_MODULES = (
     "fleetaudit.report.manifest",
     "fleetaudit.gate",
     "fleetaudit.metrics",
+    "fleetaudit.report.changes",
+    "fleetaudit.report.trends",
+    "fleetaudit.report.keys",
+    "fleetaudit.report.changes_text",
 )
 IO_FRAMEWORKS = ("aiohttp", "anyio", "asyncio")
 

@@ -14,7 +14,7 @@ import pytest
 
 from fleetaudit.durations import time_id
 from fleetaudit.models import DeviceAudit, Finding
-from fleetaudit.report.schema import TABLES, rows_to_batch
+from fleetaudit.report.schema import RUN_TABLES, TABLES, rows_to_batch
 from fleetaudit.report.staging import (
     RunStaging,
     latest_run,
@@ -120,9 +120,9 @@ def test_duckdb_reads_hive_partitions(tmp_path: Path) -> None:
 
 
 def test_every_table_exists_when_empty(tmp_path: Path) -> None:
-    """A run with no rows still has all seven tables, each with its full schema."""
+    """A run with no rows still has every table (changes too), each with its full schema."""
     run_dir = RunStaging.create(tmp_path, RUN_ID, {}).finalize({})
-    for table, schema in TABLES.items():
+    for table, schema in RUN_TABLES.items():
         data = pq.read_table(run_dir / f"{table}.parquet")
         assert data.num_rows == 0
         assert data.schema.equals(schema, check_metadata=False)
@@ -133,7 +133,7 @@ def test_manifest_gets_rows_per_table(tmp_path: Path) -> None:
     run_dir = _staged(tmp_path, "a", "b").finalize({"run_id": RUN_ID, "status": "complete"})
     manifest = orjson.loads((run_dir / "manifest.json").read_bytes())
     assert manifest["run_id"] == RUN_ID
-    assert manifest["rows"] == {t: 2 if t in ("devices", "findings") else 0 for t in TABLES}
+    assert manifest["rows"] == {t: 2 if t in ("devices", "findings") else 0 for t in RUN_TABLES}
 
 
 def test_finalize_commits_pending_rows(tmp_path: Path) -> None:

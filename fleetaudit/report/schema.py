@@ -14,7 +14,7 @@ import pyarrow as pa
 
 from fleetaudit.terms import Table
 
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
 
 _STR = pa.string()
 _I32 = pa.int32()
@@ -141,6 +141,29 @@ TASK_DISAGREEMENTS = _schema(
     ("status_by_job", _STR),
 )
 
+# What changed since the previous complete run of the same series (docs/REPORTS.md): one
+# row per finding of this run (new or persisting), per finding it no longer has
+# (resolved), per module version that moved and per device that joined or left the list.
+CHANGES = _schema(
+    ("change", _STR),  # terms.Change
+    ("finding_key", _STR),  # stable across runs; null for device-level changes
+    ("finding_type", _STR),
+    ("severity", _STR),
+    ("product_key", _STR),
+    ("device_name", _STR),
+    ("iot_id", _STR),
+    ("module_name", _STR),
+    ("task_id", _STR),
+    ("firmware_id", _STR),
+    ("job_id", _STR),
+    ("from_version", _STR),
+    ("to_version", _STR),
+    ("first_seen_at", _TS),
+    ("first_seen_run_id", _STR),
+    ("previous_run_id", _STR),
+    ("detail", _STR),
+)
+
 CANCEL_PLAN = _schema(
     ("product_key", _STR),
     ("device_name", _STR),
@@ -182,13 +205,16 @@ TABLES: Mapping[str, pa.Schema] = {
     Table.TASK_DISAGREEMENTS: TASK_DISAGREEMENTS,
 }
 
+# Every table of a complete run: the staged ones above and changes, written at the end.
+RUN_TABLES: Mapping[str, pa.Schema] = {**TABLES, Table.CHANGES: CHANGES}
+
 # Written by `fleetaudit cancel` into an existing run directory.
 REMEDIATION_TABLES: Mapping[str, pa.Schema] = {
     Table.CANCEL_PLAN: CANCEL_PLAN,
     Table.REMEDIATION: REMEDIATION,
 }
 
-ALL_TABLES: Mapping[str, pa.Schema] = {**TABLES, **REMEDIATION_TABLES}
+ALL_TABLES: Mapping[str, pa.Schema] = {**RUN_TABLES, **REMEDIATION_TABLES}
 
 
 def schema_for(table: str) -> pa.Schema:

@@ -34,7 +34,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from fleetaudit.errors import UsageError
-from fleetaudit.report.schema import SCHEMA_VERSION, TABLES, rows_to_batch, schema_for
+from fleetaudit.report.schema import RUN_TABLES, SCHEMA_VERSION, rows_to_batch, schema_for
 
 STAGING_DIR = ".staging"
 LATEST = "LATEST"
@@ -209,10 +209,17 @@ class RunStaging:
 
     def append(self, table: str, rows: Sequence[object]) -> None:
         """Buffer rows of a run table in memory until the next commit."""
-        if table not in TABLES:
+        if table not in RUN_TABLES:
             raise ValueError(f"not a run table: {table!r}")
         if rows:
             self._pending.setdefault(table, []).append(rows_to_batch(table, rows))
+
+    def append_table(self, table: str, data: pa.Table) -> None:
+        """Buffer a whole Arrow table of a run table (its schema) until the next commit."""
+        if table not in RUN_TABLES:
+            raise ValueError(f"not a run table: {table!r}")
+        if data.num_rows:
+            self._pending.setdefault(table, []).extend(data.cast(schema_for(table)).to_batches())
 
     def commit(self, tag: str | None = None) -> None:
         """Make everything appended so far durable: parts first, then the journal line.
@@ -245,37 +252,51 @@ class RunStaging:
             self._tags.add(tag)
         self._pending.clear()
 
+    def committed_files(self, table: str) -> list[Path]:
+        """The committed part files of `table`, in commit order (for streaming readers)."""
+        return [self.path / _PARTS / parts[table] for parts in self._committed if table in parts]
+
     def committed_tags(self) -> frozenset[str]:
         """The tags of every committed commit (an earlier session's included)."""
         return frozenset(self._tags)
 
     def committed_batches(self, table: str) -> Iterator[pa.RecordBatch]:
         """Every committed batch of `table`, in commit order (pending rows are not included)."""
-        if table not in TABLES:
+        if table not in RUN_TABLES:
             raise ValueError(f"not a run table: {table!r}")
         for parts in self._committed:
             name = parts.get(table)
             if name is not None:
                 yield from pq.ParquetFile(self.path / _PARTS / name).iter_batches()
 
-    def finalize(self, manifest: Mapping[str, Any], *, trusted: bool = True) -> Path:
+    def finalize(
+        self,
+        manifest: Mapping[str, Any],
+        *,
+        trusted: bool = True,
+        before_publish: Callable[[Path], None] | None = None,
+    ) -> Path:
         """Publish the committed run as `OUT/run_date=D/run_id=RUN_ID`; returns that path.
 
         Rows still pending are committed first. `rows` (per table) is added to the manifest
-        unless the caller set it. `LATEST` moves to the run only if it is `trusted` (its
-        coverage met the minimum), so that readers of `LATEST` never get a run of errors.
+        unless the caller set it. `before_publish(dir)` may add files (report.html) to the
+        complete run directory before it becomes visible, so they appear with the tables.
+        `LATEST` moves to the run only if it is `trusted` (its coverage met the minimum),
+        so that readers of `LATEST` never get a run of errors.
         """
         self.commit()
         final = self.path / _FINAL
         if final.exists():
             shutil.rmtree(final)  # a finalize that died half-way: start it over
         final.mkdir()
-        rows = {table: self._concatenate(table, final / f"{table}.parquet") for table in TABLES}
+        rows = {table: self._concatenate(table, final / f"{table}.parquet") for table in RUN_TABLES}
         document = dict(manifest)
         document.setdefault("rows", rows)
         write_atomic(
             final / "manifest.json", orjson.dumps(document, option=_JSON | orjson.OPT_INDENT_2)
         )
+        if before_publish is not None:
+            before_publish(final)
         _fsync_dir(final)
 
         target = self.out / run_relpath(self.run_id)
@@ -356,7 +377,7 @@ def _parse_journal_line(
         return None
     if not isinstance(seq, int) or not isinstance(parts, dict) or not isinstance(rows, dict):
         return None
-    if not set(parts) <= set(TABLES) or set(rows) != set(parts):
+    if not set(parts) <= set(RUN_TABLES) or set(rows) != set(parts):
         return None
     if tag is not None and not isinstance(tag, str):
         return None

@@ -17,8 +17,9 @@ import pyarrow.parquet as pq
 
 from fleetaudit.durations import format_duration
 from fleetaudit.errors import UsageError
+from fleetaudit.report.changes_text import format_changes
 from fleetaudit.report.manifest import AUDIT_STATUSES, SEVERITIES
-from fleetaudit.report.schema import TABLES
+from fleetaudit.report.schema import RUN_TABLES
 from fleetaudit.report.staging import LATEST, latest_run
 from fleetaudit.terms import FindingType, Severity
 
@@ -73,6 +74,7 @@ def summarize_run(
     )
     sections = [
         _header(manifest),
+        _changes_section(manifest),
         _device_section(devices),
         _finding_section(findings),
         _tasks_section(manifest),
@@ -91,6 +93,7 @@ def run_summary(run_dir: Path) -> str:
     findings = pq.read_table(run_dir / "findings.parquet", columns=["finding_type", "severity"])
     sections = [
         _header(manifest),
+        _changes_section(manifest),
         _device_section(devices),
         _finding_section(findings),
         _tasks_section(manifest),
@@ -120,6 +123,12 @@ def _header(manifest: Mapping[str, Any]) -> str:
     if manifest.get("wall_time_s") is not None:
         lines.append(f"  wall time {format_duration(float(manifest['wall_time_s']))}")
     return "\n".join(lines)
+
+
+def _changes_section(manifest: Mapping[str, Any]) -> str:
+    """What changed since the previous run leads: it is what a nightly reader acts on."""
+    counts = manifest.get("changes")
+    return format_changes(counts) if isinstance(counts, Mapping) else ""
 
 
 def _device_section(devices: pa.Table) -> str:
@@ -293,9 +302,11 @@ def _api_section(api: Mapping[str, Mapping[str, Any]]) -> str:
 def _files_section(run_dir: Path, manifest: Mapping[str, Any]) -> str:
     rows = manifest.get("rows", {})
     lines = [f"Reports in {run_dir}"]
-    for table in TABLES:
+    for table in RUN_TABLES:
         lines.append(f"  {table + '.parquet':<26}{rows.get(table, '?'):>10} rows")
     lines.append("  manifest.json")
+    if (run_dir / "report.html").is_file():
+        lines.append(f"  report.html (open it in a browser: {run_dir / 'report.html'})")
     return "\n".join(lines)
 
 
