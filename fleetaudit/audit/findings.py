@@ -364,7 +364,9 @@ def _duplicate_tasks(view: _View) -> Iterator[Finding]:
     for module, group in per_module.items():
         if len(group) < 2:
             continue
-        ids = ", ".join(t.task_id for t in group)
+        # Sorted: tasks arrive in whatever order the listings answered (the sweep reads
+        # several jobs at once), and a detail must not change from run to run with it.
+        ids = ", ".join(sorted(t.task_id for t in group))
         for task in group:
             yield _task_finding(
                 view,
