@@ -89,7 +89,9 @@ class PublishedRun:
         """One of the run's tables batch by batch (nothing if the run lacks it)."""
         path = self.path / f"{name}.parquet"
         if path.is_file():
-            yield from pq.ParquetFile(path).iter_batches(batch_size=65_536, columns=list(columns))
+            # No pre-buffering: it would read every row group of the file up front.
+            reader = pq.ParquetFile(path, pre_buffer=False)
+            yield from reader.iter_batches(batch_size=65_536, columns=list(columns))
 
     def has_table(self, name: str) -> bool:
         return (self.path / f"{name}.parquet").is_file()
