@@ -62,6 +62,10 @@ class Change(StrEnum):
     NEW = "new"  # a finding this run has and the previous run did not
     RESOLVED = "resolved"  # a finding the previous run had and this run does not
     PERSISTING = "persisting"  # a finding both runs have (its first sighting carried forward)
+    # A finding the previous run had, on a device this run could not check for it (its calls
+    # failed, or its versions were not read: a sample, a tasks-only audit): carried forward
+    # with its first sighting, neither resolved nor new.
+    UNVERIFIED = "unverified"
     VERSION_CHANGED = "version_changed"  # a module's version moved (from -> to)
     DEVICE_JOINED = "device_joined"  # a device in this run's list, not in the previous one
     DEVICE_LEFT = "device_left"  # a device in the previous run's list, not in this one

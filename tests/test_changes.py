@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Sequence
+from dataclasses import replace
 from typing import Any
 
 import pyarrow as pa
@@ -64,7 +65,8 @@ def _side(
         devices=_table(
             "devices",
             [
-                {"product_key": "pk", "device_name": d, "audit_status": s}
+                # A full audit: an `ok` device's module versions were read.
+                {"product_key": "pk", "device_name": d, "audit_status": s, "module_count": 1}
                 for d, s in statuses.items()
             ],
         ),
@@ -155,10 +157,42 @@ def test_new_and_resolved() -> None:
 
 
 def test_a_device_in_error_resolves_nothing() -> None:
-    """A device whose calls failed this time has unknown findings, not resolved ones."""
-    previous = _side("R1", [_drift("d1", "1.0")])
-    current = _side("R2", devices={"d1": "error", "d2": "ok"})
-    assert compare_runs(current, previous) == []
+    """A device whose calls failed this time has unknown findings: carried as unverified
+    with their first sighting, not resolved."""
+    previous = _side("R1", [_drift("d1", "1.0")], day=1)
+    current = _side("R2", devices={"d1": "error", "d2": "ok"}, day=2)
+    [row] = compare_runs(current, previous)
+    assert (row["change"], row["device_name"]) == ("unverified", "d1")
+    assert (row["first_seen_run_id"], row["first_seen_at"]) == ("R1", DAY_MS)
+
+
+def test_a_finding_back_after_a_night_in_error_keeps_its_first_sighting() -> None:
+    """Seen in R1, unknown in R2 (the device errored), seen again in R3: persisting since R1,
+    not new (a nightly's max_new gate must not fire on the old backlog)."""
+    r1 = _side("R1", [_drift("d1", "1.0")], day=1)
+    r2_rows = compare_runs(_side("R2", devices={"d1": "error", "d2": "ok"}, day=2), r1)
+    r2 = _side("R2", devices={"d1": "error", "d2": "ok"}, changes=r2_rows, day=2)
+    [row] = compare_runs(_side("R3", [_drift("d1", "1.0")], day=3), r2)
+    assert (row["change"], row["first_seen_run_id"]) == ("persisting", "R1")
+
+
+def test_versions_not_read_resolve_no_version_finding() -> None:
+    """A device `ok` without its versions read (a sample, a tasks-only audit): its drift is
+    unverified and no module moved; its task findings still resolve."""
+    previous = _side(
+        "R1", [_drift("d1", "1.0"), _stalled("d1", "T1", 5)], versions=[("d1", "default", "1.0")]
+    )
+    current = _side("R2", devices={"d1": "ok", "d2": "ok"})
+    unread = current.devices.set_column(
+        current.devices.schema.get_field_index("module_count"),
+        "module_count",
+        pa.array([None, 1], pa.int32()),
+    )
+    rows = compare_runs(replace(current, devices=unread), previous)
+    assert {(r["change"], r["finding_type"]) for r in rows} == {
+        ("unverified", "version_drift"),
+        ("resolved", "stalled_task"),
+    }
 
 
 def test_versions_moved_on_devices_audited_both_times() -> None:

@@ -31,7 +31,10 @@ def _publish(out: Path, run_id: str, tables: dict[str, list[dict[str, Any]]]) ->
 
 def _run(names: list[str], version: str, drifting: set[str]) -> dict[str, list[dict[str, Any]]]:
     return {
-        "devices": [{"product_key": "pk", "device_name": n, "audit_status": "ok"} for n in names],
+        "devices": [
+            {"product_key": "pk", "device_name": n, "audit_status": "ok", "module_count": 1}
+            for n in names
+        ],
         "module_versions": [
             {"product_key": "pk", "device_name": n, "module_name": "m", "module_version": version}
             for n in names

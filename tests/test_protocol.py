@@ -374,3 +374,19 @@ def test_listing_refuses_inconsistent_pages(envelope: dict[str, object]) -> None
     with pytest.raises(TransientError) as caught:
         responses.module_listing(DEVICE, 200).read(envelope)
     assert caught.value.code == "MalformedResponse"
+
+
+@pytest.mark.parametrize(
+    ("text", "kept"),
+    [
+        (
+            "download failed: https://cdn.example.com/fw.bin?Expires=1&Signature=abc#x, retry",
+            "download failed: https://cdn.example.com/fw.bin retry",
+        ),
+        ("timed out after 30 min", "timed out after 30 min"),
+        (None, None),
+    ],
+)
+def test_free_text_loses_url_query_strings(text: str | None, kept: str | None) -> None:
+    """A task description quoting a presigned link keeps the link without its query."""
+    assert responses.strip_url_queries(text) == kept

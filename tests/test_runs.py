@@ -110,3 +110,17 @@ def test_commands_exit_2_on_a_path_that_is_no_run(
     code = cli.main([arg.format(tmp=tmp_path) for arg in argv])
     assert code == 2
     assert f"{tmp_path}/nope" in capsys.readouterr().err
+
+
+def test_a_run_from_before_series_belongs_to_its_device_lists_series(tmp_path: Path) -> None:
+    """A run written before `series` existed is in the default series (its device list's
+    absolute path): the first run after an upgrade compares with it."""
+    old = tmp_path / "run_date=2026-01-01" / "run_id=20260101T020000Z-aaaaaa"
+    old.mkdir(parents=True)
+    devices = tmp_path / "fleet.csv"
+    document = {"run_id": "20260101T020000Z-aaaaaa", "status": "complete",
+                "config": {"devices": str(devices)}}  # fmt: skip
+    (old / "manifest.json").write_bytes(orjson.dumps(document))
+    found = previous_run(tmp_path, str(devices.resolve()), "20260102T020000Z-bbbbbb")
+    assert found is not None
+    assert found.run_id == "20260101T020000Z-aaaaaa"

@@ -68,15 +68,27 @@ def test_history_lines_and_target_shares() -> None:
 
 
 def test_target_shares_count_ok_devices_of_the_product() -> None:
-    """Share = ok devices of the product running the target version / ok devices."""
+    """Share = ok devices of the product (versions read) running the target version / those."""
     devices = pa.Table.from_batches(
         [
             rows_to_batch(
                 "devices",
                 [
-                    {"product_key": "pk", "device_name": "a", "audit_status": "ok"},
-                    {"product_key": "pk", "device_name": "b", "audit_status": "ok"},
+                    {
+                        "product_key": "pk",
+                        "device_name": "a",
+                        "audit_status": "ok",
+                        "module_count": 1,
+                    },
+                    {
+                        "product_key": "pk",
+                        "device_name": "b",
+                        "audit_status": "ok",
+                        "module_count": 1,
+                    },
                     {"product_key": "pk", "device_name": "c", "audit_status": "error"},
+                    # Versions not read (sampled out): not in the share either way.
+                    {"product_key": "pk", "device_name": "d", "audit_status": "ok"},
                 ],
             )
         ]

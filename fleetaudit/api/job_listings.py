@@ -20,6 +20,7 @@ from fleetaudit.api.responses import (
     malformed,
     parse_job,
     parse_utc_ms,
+    strip_url_queries,
 )
 from fleetaudit.errors import TransientError
 from fleetaudit.models import Firmware, Job, Task
@@ -104,7 +105,7 @@ def job_task_listing(
             utc_create=parse_utc_ms(field(item, "UtcCreate")),
             utc_modified=parse_utc_ms(field(item, "UtcModified")),
             progress=_percent(field(item, "Progress")),
-            task_desc=_text(item, "TaskDesc") or None,
+            task_desc=strip_url_queries(_text(item, "TaskDesc")) or None,
             job_timeout_minutes=_int(item, "Timeout"),
         )
         if task.product_key is None:

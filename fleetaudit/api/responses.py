@@ -105,6 +105,15 @@ def strip_query(url: str | None) -> str | None:
     return urlunsplit((parts.scheme, parts.netloc, parts.path, "", ""))
 
 
+_URL_QUERY = re.compile(r"(https?://[^\s?#]+)[?#][^\s]*")
+
+
+def strip_url_queries(text: str | None) -> str | None:
+    """Free text from the platform with every URL's query string and fragment cut (a
+    task's description may quote a presigned download link)."""
+    return _URL_QUERY.sub(r"\1", text) if text else text
+
+
 # --- the envelope ---------------------------------------------------------------------
 
 

@@ -18,7 +18,7 @@ import pyarrow.compute as pc
 
 from fleetaudit.report.keys import finding_keys
 from fleetaudit.report.schema import CHANGES
-from fleetaudit.terms import AuditStatus, Change, Severity
+from fleetaudit.terms import AuditStatus, Change, FindingType, Severity
 
 _DEVICE = ["product_key", "device_name"]
 _MODULE = [*_DEVICE, "module_name"]
@@ -27,7 +27,18 @@ _TS = pa.timestamp("ms", tz="UTC")
 # Audit statuses that give a definite answer: a finding missing from a device that errored
 # this time is unknown, not resolved.
 _ANSWERED = pa.array([AuditStatus.OK, AuditStatus.NOT_FOUND], pa.string())
-_PRESENT = pa.array([Change.NEW, Change.PERSISTING], pa.string())
+# Findings still held as known: their first sighting is carried to the next run.
+_PRESENT = pa.array([Change.NEW, Change.PERSISTING, Change.UNVERIFIED], pa.string())
+# Finding types only a device's module versions can confirm or clear.
+_NEEDS_VERSIONS = pa.array(
+    [
+        FindingType.VERSION_DRIFT,
+        FindingType.MODULE_MISSING,
+        FindingType.TASK_SRC_MISMATCH,
+        FindingType.TASK_ALREADY_APPLIED,
+    ],
+    pa.string(),
+)
 
 
 @dataclass(frozen=True)
@@ -88,21 +99,79 @@ def _finding_changes(current: RunSide, previous: RunSide | None) -> list[pa.Tabl
     now = _keyed(current.findings)
     if previous is None:
         return [_new(now, current, None)]
-    before = _keyed(previous.findings)
+    # What the previous run knew: its findings, and those it carried as unverified.
+    before = _with_carried(_keyed(previous.findings), previous.changes)
     seen = now.filter(pc.is_in(now["finding_key"], before["finding_key"]))
     fresh = now.filter(pc.invert(pc.is_in(now["finding_key"], before["finding_key"])))
     gone = before.filter(pc.invert(pc.is_in(before["finding_key"], now["finding_key"])))
-    answered = current.devices.filter(pc.is_in(current.devices["audit_status"], _ANSWERED))
-    gone = _in_order(gone.join(answered.select(_DEVICE), keys=_DEVICE, join_type="left semi"))
+    # Gone from a device this run checked for it: resolved. Gone from a listed device this
+    # run could not check (its calls failed; its versions were not read, for the types only
+    # versions clear): unverified, its first sighting kept. A device that left the list
+    # resolves nothing and carries nothing.
+    checked = _in_order(
+        pa.concat_tables(
+            [
+                _checked(gone, current.devices, versions=False),
+                _checked(gone, current.devices, versions=True),
+            ]
+        )
+    )
+    listed = gone.join(current.devices.select(_DEVICE), keys=_DEVICE, join_type="left semi")
+    unchecked = _in_order(listed.filter(pc.invert(pc.is_in(listed[_ORDER], checked[_ORDER]))))
     sightings = first_sightings(previous.changes)
     # A previous run without a changes table (before schema 4) saw it first, as far as we know.
     persisting = _with_sightings(seen, sightings, previous.started_at_ms, previous.run_id)
-    resolved = _with_sightings(gone, sightings, None, None)
+    resolved = _with_sightings(checked, sightings, None, None)
+    unverified = _with_sightings(unchecked, sightings, previous.started_at_ms, previous.run_id)
     return [
         _new(fresh, current, previous.run_id),
         _shaped(persisting, Change.PERSISTING, previous_run_id=previous.run_id),
         _shaped(resolved, Change.RESOLVED, previous_run_id=previous.run_id, resolved=True),
+        _shaped(unverified, Change.UNVERIFIED, previous_run_id=previous.run_id),
     ]
+
+
+def _with_carried(before: pa.Table, changes: pa.Table | None) -> pa.Table:
+    """`before` (keyed findings) and the previous run's unverified findings as rows alike."""
+    if changes is None or "to_version" not in changes.column_names:
+        return before
+    carried = changes.filter(pc.equal(changes["change"], Change.UNVERIFIED))
+    if carried.num_rows == 0:
+        return before
+    columns = []
+    for field in before.schema:
+        if field.name == _ORDER:
+            start = before.num_rows
+            columns.append(pa.array(range(start, start + carried.num_rows), pa.int64()))
+        elif field.name == "observed_version":
+            columns.append(pc.cast(carried["to_version"], field.type))
+        elif field.name in carried.column_names:
+            columns.append(pc.cast(carried[field.name], field.type))
+        else:
+            columns.append(pa.nulls(carried.num_rows, field.type))
+    return pa.concat_tables([before, pa.Table.from_arrays(columns, schema=before.schema)])
+
+
+def _answered(devices: pa.Table, *, versions: bool = False) -> pa.Table:
+    """The devices that gave a definite answer (with `versions`: `not_found`, or `ok` with
+    their module versions read)."""
+    answered = devices.filter(pc.is_in(devices["audit_status"], _ANSWERED))
+    if versions:
+        answered = answered.filter(
+            pc.or_(
+                pc.equal(answered["audit_status"], AuditStatus.NOT_FOUND),
+                pc.is_valid(answered["module_count"]),
+            )
+        )
+    return answered.select(_DEVICE)
+
+
+def _checked(gone: pa.Table, devices: pa.Table, *, versions: bool) -> pa.Table:
+    """The gone findings of the kinds that need (or not) versions, on devices checked for
+    them this run."""
+    kinds = pc.is_in(gone["finding_type"], _NEEDS_VERSIONS)
+    of_kind = gone.filter(kinds if versions else pc.invert(kinds))
+    return of_kind.join(_answered(devices, versions=versions), keys=_DEVICE, join_type="left semi")
 
 
 def _new(findings: pa.Table, current: RunSide, previous_run_id: str | None) -> pa.Table:
@@ -170,7 +239,8 @@ def _shaped(
 
 
 def _version_changes(current: RunSide, previous: RunSide) -> pa.Table:
-    """Modules whose version moved (or appeared, or went) on devices audited `ok` both times."""
+    """Modules whose version moved (or appeared, or went) on devices whose versions were read
+    (`ok`, module_count set) both times."""
     both = _ok(current.devices).join(_ok(previous.devices), keys=_DEVICE, join_type="inner")
     after = current.module_versions.select([*_MODULE, "iot_id", "module_version"])
     after = after.join(both, keys=_DEVICE, join_type="left semi")
@@ -198,7 +268,9 @@ def _version_changes(current: RunSide, previous: RunSide) -> pa.Table:
 
 
 def _ok(devices: pa.Table) -> pa.Table:
-    return devices.filter(pc.equal(devices["audit_status"], AuditStatus.OK)).select(_DEVICE)
+    """Devices audited `ok` with their module versions read (not sampled out, not tasks-only)."""
+    ok = devices.filter(pc.equal(devices["audit_status"], AuditStatus.OK))
+    return ok.filter(pc.is_valid(ok["module_count"])).select(_DEVICE)
 
 
 def _device_changes(current: RunSide, previous: RunSide) -> list[pa.Table]:

@@ -39,11 +39,15 @@ SIDE_COLUMNS: Mapping[str, tuple[str, ...]] = {
         "finding_type", "severity", "product_key", "device_name", "iot_id", "module_name",
         "observed_version", "task_id", "firmware_id", "job_id", "detail",
     ),
-    Table.DEVICES: ("product_key", "device_name", "iot_id", "audit_status"),
+    Table.DEVICES: ("product_key", "device_name", "iot_id", "audit_status", "module_count"),
     Table.MODULE_VERSIONS: (
         "product_key", "device_name", "iot_id", "module_name", "module_version"
     ),
-    Table.CHANGES: ("change", "finding_key", "first_seen_at", "first_seen_run_id"),
+    Table.CHANGES: (
+        "change", "finding_key", "first_seen_at", "first_seen_run_id", "finding_type",
+        "severity", "product_key", "device_name", "iot_id", "module_name", "to_version",
+        "task_id", "firmware_id", "job_id", "detail",
+    ),
 }  # fmt: skip
 
 
@@ -64,9 +68,15 @@ class PublishedRun:
 
     @property
     def series(self) -> str | None:
-        """Which series the run belongs to (None: written before series existed)."""
+        """Which series the run belongs to. A run written before series existed belongs to
+        the default one, its device list's absolute path (so the first run after an upgrade
+        compares with the last one before it, not with nothing)."""
         value = self.manifest.get("series")
-        return value if isinstance(value, str) else None
+        if isinstance(value, str):
+            return value
+        config = self.manifest.get("config")
+        devices = config.get("devices") if isinstance(config, Mapping) else None
+        return str(Path(devices).resolve()) if isinstance(devices, str) and devices else None
 
     @property
     def trusted(self) -> bool:

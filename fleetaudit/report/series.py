@@ -75,7 +75,9 @@ def target_records(staging: RunStaging, policy: Policy) -> list[dict[str, Any]]:
     if not targets:
         return []
     source = staged_source(staging)
-    devices = source.read(Table.DEVICES, ("product_key", "device_name", "audit_status"), None)
+    devices = source.read(
+        Table.DEVICES, ("product_key", "device_name", "audit_status", "module_count"), None
+    )
     columns = ("product_key", "device_name", "module_name", "module_version")
     versions = source.read(Table.MODULE_VERSIONS, columns, None, keep=_targeted(targets))
     shares = target_shares(targets, devices, versions)

@@ -82,8 +82,11 @@ def run_trend(manifest: Mapping[str, Any]) -> RunTrend:
 def target_shares(
     targets: Sequence[tuple[str, str, str]], devices: pa.Table, module_versions: pa.Table
 ) -> list[TargetShare]:
-    """Each (product, module, version) target's share of the product's `ok` devices."""
+    """Each (product, module, version) target's share of the product's `ok` devices whose
+    versions were read (a sample's or a tasks-only audit's others say nothing of it)."""
     ok = devices.filter(pc.equal(devices["audit_status"], AuditStatus.OK))
+    if "module_count" in ok.column_names:
+        ok = ok.filter(pc.is_valid(ok["module_count"]))
     per_product = _counts(ok, "product_key")
     shares = []
     for product_key, module, version in targets:
