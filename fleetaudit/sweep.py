@@ -44,6 +44,20 @@ class Sweep:
     task_count: int = 0
     _tasks: dict[tuple[str, str], list[Task]] = field(default_factory=dict)
 
+    def add(self, product_key: str, task: Task) -> None:
+        """One listed task. A task that moved on while its job's four status listings were
+        read shows in two of them: it is kept once, as last modified."""
+        assert task.device_name is not None
+        key = (task.product_key or product_key, task.device_name)
+        held = self._tasks.setdefault(key, [])
+        for index, other in enumerate(held):
+            if other.task_id == task.task_id:
+                if (task.utc_modified or 0) >= (other.utc_modified or 0):
+                    held[index] = task
+                return
+        held.append(task)
+        self.task_count += 1
+
     def tasks_of(self, device: Device) -> list[Task] | None:
         """The device's unfinished tasks (each device once), None: ask the device itself."""
         if device.product_key not in self.covered:
@@ -93,9 +107,7 @@ async def sweep_tasks(client: OtaClient, product_keys: Iterable[str]) -> Sweep:
             return
         for task in tasks:
             assert task.device_name is not None  # the listing requires it
-            key = (task.product_key or product_key, task.device_name)
-            sweep._tasks.setdefault(key, []).append(task)
-            sweep.task_count += 1
+            sweep.add(product_key, task)
 
     async def firmware_jobs(group: anyio.abc.TaskGroup, package: Firmware, product: str) -> None:
         try:

@@ -351,6 +351,8 @@ def listed_firmware(damage: Callable[[list[Any]], object]) -> Callable[[Body], B
          listed_firmware(lambda listed: listed[0].update(productKey="pk9"))),
         (lambda c: c.list_jobs_by_firmware(F1),
          first_item_without("simpleOTAJobInfo", "jobId")),
+        (lambda c: c.list_jobs_by_firmware(F1),
+         lambda body: items(body, "simpleOTAJobInfo")[0].update(productKey="pk9") or body),
         (lambda c: c.list_job_tasks(J1, "QUEUED"),
          first_item_without("simpleOTATaskInfo", "deviceName")),
         (lambda c: c.list_job_tasks(J1, "QUEUED"),
@@ -359,7 +361,8 @@ def listed_firmware(damage: Callable[[list[Any]], object]) -> Callable[[Body], B
         (lambda c: c.list_job_tasks(J1, "QUEUED"),
          lambda body: items(body, "simpleOTATaskInfo")[0].update(jobId="J2") or body),
     ],
-    ids=["firmware-no-id", "firmware-other-product", "job-no-id", "task-no-device",
+    ids=["firmware-no-id", "firmware-other-product", "job-no-id", "job-other-product",
+         "task-no-device",
          "task-other-status", "task-other-job"],
 )  # fmt: skip
 async def test_sweep_listings_prove_themselves(

@@ -12,6 +12,7 @@ from fleetaudit.config import settings_from
 from fleetaudit.errors import UsageError
 from fleetaudit.models import Device, Job, ModuleVersion, Task
 from fleetaudit.policy import Policy, Target
+from fleetaudit.sweep import Sweep
 from fleetaudit.terms import Disagreement
 
 NOW = 1_732_009_663_000
@@ -130,3 +131,19 @@ def test_tasks_from_and_audit_are_read(tmp_path: Path) -> None:
     assert (settings.tasks_from, settings.audit, settings.tasks_only) == ("jobs", ("tasks",), True)
     with pytest.raises(UsageError, match="tasks_from"):
         settings_from(_job_file(tmp_path, 'tasks_from = "job"\n'))
+
+
+def test_a_task_seen_in_two_status_listings_is_kept_once() -> None:
+    """A task that moved from QUEUED to NOTIFIED between its job's listings is one task, as
+    last modified, not a duplicate_tasks finding."""
+    sweep = Sweep(products=frozenset({"pk"}), covered=frozenset({"pk"}))
+    sweep.add("pk", task("t1", "QUEUED", utc_modified=1_000))
+    sweep.add("pk", task("t1", "NOTIFIED", utc_modified=2_000))
+    sweep.add("pk", task("t2", "QUEUED", utc_modified=1_500))
+    kept = sweep.tasks_of(Device("pk", "d1"))
+    assert kept is not None
+    assert sorted((t.task_id, t.task_status) for t in kept) == [
+        ("t1", "NOTIFIED"),
+        ("t2", "QUEUED"),
+    ]
+    assert sweep.task_count == 2

@@ -64,7 +64,8 @@ def firmware_job_listing(firmware: Firmware, page_size: int) -> Listing[Job]:
 
     def parse(item: Item, where: str) -> tuple[str, Job]:
         try:
-            job = parse_job(item, None, firmware.firmware_id)
+            # A job of another product is not this firmware's: it does not prove itself.
+            job = parse_job(item, firmware.product_key, firmware.firmware_id)
         except TransientError as error:
             raise malformed(f"{where}: {error.message}") from None
         # The listing is of this firmware's jobs: a job that does not say so still is.

@@ -371,7 +371,8 @@ class Listing(Generic[T]):
             raise malformed(f"page {page} has {len(raw)} items, more than the {size} asked for")
         if raw and total is None and page_count is None:
             raise malformed(f"page {page} has neither Total nor PageCount")
-        if self._window is not None and total is not None and total > self._window:
+        # At the window too: a platform that caps Total there may hold more than it says.
+        if self._window is not None and total is not None and total >= self._window:
             raise WindowExceeded(total, self._window)
         if (page_count or 0) > MAX_PAGES or (total or 0) > MAX_PAGES * size:
             raise malformed(f"page {page} promises more than {MAX_PAGES} pages")
