@@ -295,6 +295,12 @@ def _diff_command(args: argparse.Namespace) -> int:
     from fleetaudit.report.runs import open_run
 
     older, newer = open_run(args.run_a), open_run(args.run_b)
+    if older.run_id > newer.run_id:
+        # Run ids start with the start time: given newer first, new and resolved would swap.
+        print(f"note: {newer.run_id} is the older run; comparing it to {older.run_id}")
+        older, newer = newer, older
+    if older.series != newer.series:
+        print(f"note: the runs are of different series ({older.series} and {newer.series})")
     parts = compare_in_parts(published_source(newer), published_source(older))
     changes = pa.concat_tables(parts)
     print(format_diff(changes, older.run_id, newer.run_id, show=max(0, args.show)))

@@ -103,6 +103,19 @@ def test_diff_command_compares_any_two_runs(
     assert "Devices left (1): pk1/d3" in out
 
 
+def test_diff_given_the_newer_run_first_compares_in_time_order(
+    nights: Nights, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Runs given newer first are compared oldest first (new and resolved do not swap)."""
+    assert cli.main(["diff", str(nights.first.run_dir), str(nights.second.run_dir)]) == 0
+    forward = capsys.readouterr().out
+    assert cli.main(["diff", str(nights.second.run_dir), str(nights.first.run_dir)]) == 0
+    note, _, backward = capsys.readouterr().out.partition("\n")
+    assert note.startswith("note: ")
+    assert "is the older run" in note
+    assert backward == forward
+
+
 def test_history_command_shows_each_run(nights: Nights, capsys: pytest.CaptureFixture[str]) -> None:
     """`fleetaudit history OUT` prints a line per run of LATEST's series and target shares."""
     assert cli.main(["history", str(nights.out)]) == 0

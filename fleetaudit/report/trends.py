@@ -71,12 +71,24 @@ def run_trend(manifest: Mapping[str, Any]) -> RunTrend:
         findings_by_type=by_type,
         findings_by_severity=dict(counts.get("findings_by_severity", {})),
         stalled_tasks=by_type.get(FindingType.STALLED_TASK, 0),
-        targets=[TargetShare(**t) for t in manifest.get("targets", [])],
+        targets=_targets(manifest.get("targets")),
         new=changes.get("new") if isinstance(changes, Mapping) else None,
         resolved=changes.get("resolved") if isinstance(changes, Mapping) else None,
         gate=str(gate.get("verdict", "none")) if isinstance(gate, Mapping) else "none",
         coverage_ok=bool(manifest.get("coverage_ok", True)),
     )
+
+
+def _targets(recorded: object) -> list[TargetShare]:
+    """A manifest's `targets`; an entry not of the expected form is left out, so that one
+    odd manifest cannot break `history` or a page."""
+    shares = []
+    for entry in recorded if isinstance(recorded, list) else []:
+        try:
+            shares.append(TargetShare(**entry))
+        except TypeError:
+            continue
+    return shares
 
 
 def target_shares(
