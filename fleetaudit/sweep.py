@@ -109,6 +109,13 @@ async def sweep_tasks(client: OtaClient, product_keys: Iterable[str]) -> Sweep:
             assert task.device_name is not None  # the listing requires it
             sweep.add(product_key, task)
 
+    async def job_listings(product_key: str, job: Job, module: str | None) -> None:
+        # One status after another, in the order tasks move through them: a task that moves
+        # on while its job is read lands in a listing not read yet, never in one already
+        # read (read at once, it could slip between two listings and be in neither).
+        for status in UNFINISHED_STATUSES:
+            await job_listing(product_key, job, module, status)
+
     async def firmware_jobs(group: anyio.abc.TaskGroup, package: Firmware, product: str) -> None:
         try:
             jobs = await client.list_jobs_by_firmware(package)
@@ -117,8 +124,7 @@ async def sweep_tasks(client: OtaClient, product_keys: Iterable[str]) -> Sweep:
             return
         sweep.jobs.extend(jobs)
         for job in jobs:
-            for status in UNFINISHED_STATUSES:
-                group.start_soon(job_listing, product, job, package.module_name, status)
+            group.start_soon(job_listings, product, job, package.module_name)
 
     async def product_firmware(group: anyio.abc.TaskGroup, product_key: str) -> None:
         try:
