@@ -202,24 +202,11 @@ def _task_item(task: FleetTask, device: FleetDevice) -> dict[str, Any]:
 def query_firmware(context: Context, params: Mapping[str, str]) -> dict[str, Any]:
     """QueryOTAFirmware: one firmware's details (its URL is presigned, query string included)."""
     fw = _firmware(context.fleet, _require(params, "FirmwareId"))
+    # FirmwareInfo is the listing's SimpleFirmwareInfo and what a listing leaves out.
     info = {
-        "destVersion": fw.dest_version,
-        "firmwareDesc": fw.firmware_desc,
-        "firmwareId": fw.firmware_id,
-        "firmwareName": fw.firmware_name,
-        "firmwareSign": fw.firmware_sign,
-        "firmwareSize": fw.firmware_size,
+        **_simple_firmware(fw),
         "firmwareUrl": fw.firmware_url,
-        "moduleName": fw.module_name,
-        "productKey": fw.product_key,
-        "productName": fw.product_name,
-        "signMethod": fw.sign_method,
-        "srcVersion": fw.src_version,
-        "status": fw.status,
-        "type": fw.type,
         "udi": fw.udi,
-        "utcCreate": format_time(fw.utc_create_ms),
-        "utcModified": format_time(fw.utc_modified_ms),
         "verifyProgress": fw.verify_progress,
     }
     return {"firmwareInfo": info}
